@@ -1,0 +1,275 @@
+"""Tasks in, Label Studio predictions out.
+
+``Predictor.predict`` builds one prompt per task, asks the provider (several tasks
+at once where the provider allows it), and turns each answer into a prediction
+that fills the config's response ``TextArea`` and ``Choices`` and echoes the
+prompt. A task that cannot be answered gets an empty list in its place, which
+Label Studio reads as "no prediction for this task", and a logged reason; the other
+tasks keep theirs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import metrics
+from .errors import LabelStudioWatsonxError, ProviderNotReady
+from .labeling import ControlTag, PredictionPlan, plan_predictions
+from .llm import Completion, Provider
+from .prompts import Prompt, PromptBuilder
+from .settings import GenerationParams, Settings
+from .state import ProjectPrompts
+
+log = logging.getLogger(__name__)
+
+
+def project_id_of(project: object) -> int | None:
+    """The numeric id in Label Studio's ``"<id>.<created unix time>"`` project key."""
+    if isinstance(project, bool):
+        return None
+    if isinstance(project, int):
+        return project
+    if isinstance(project, str):
+        head = project.split(".", 1)[0]
+        if head.isdigit():
+            return int(head)
+    return None
+
+
+def typed_prompt(context: object, plan: PredictionPlan) -> str | None:
+    """The prompt an annotator typed, from ``params.context``; None when there is none."""
+    if plan.prompt is None or not isinstance(context, Mapping):
+        return None
+    results = context.get("result")
+    if not isinstance(results, list):
+        return None
+    for item in results:
+        if not isinstance(item, Mapping) or item.get("from_name") != plan.prompt.name:
+            continue
+        value = item.get("value")
+        texts = value.get("text") if isinstance(value, Mapping) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if isinstance(texts, list):
+            joined = "\n".join(text for text in texts if isinstance(text, str)).strip()
+            if joined:
+                return joined
+    return None
+
+
+def match_labels(answer: str, labels: Sequence[str], multiple: bool) -> list[str]:
+    """The allowed labels an answer names, in label order; never an invented one.
+
+    An answer that is exactly a label wins; otherwise labels found as whole words,
+    the earliest (then the longest) first when only one may be chosen.
+    """
+    wanted = answer.strip().strip(".!\"'`*").casefold()
+    exact = [label for label in labels if label.casefold() == wanted]
+    if exact:
+        return exact[:1]
+    found: list[tuple[int, int, str]] = []
+    for label in labels:
+        pattern = r"(?<!\w)" + re.escape(label.casefold()) + r"(?!\w)"
+        hit = re.search(pattern, answer.casefold())
+        if hit:
+            found.append((hit.start(), -len(label), label))
+    if not found:
+        return []
+    if multiple:
+        return [label for label in labels if any(label == item[2] for item in found)]
+    return [min(found)[2]]
+
+
+@dataclass
+class TaskOutcome:
+    """One task's prediction, or the reason it has none."""
+
+    task_id: object
+    prediction: dict | None = None
+    reason: str | None = None
+    completions: list[Completion] = field(default_factory=list)
+
+
+@dataclass
+class PredictOutcome:
+    """A whole ``/predict`` answer: one outcome per task, in task order."""
+
+    project_id: int | None
+    model_version: str
+    mode: str
+    tasks: list[TaskOutcome]
+
+    def results(self) -> list[dict | list]:
+        return [task.prediction if task.prediction else [] for task in self.tasks]
+
+
+class Predictor:
+    """Turns Label Studio tasks into predictions with one provider."""
+
+    def __init__(self, settings: Settings, provider: Provider, prompts: ProjectPrompts) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.project_prompts = prompts
+        self.builder = PromptBuilder(settings)
+
+    def plan(self, label_config: str) -> PredictionPlan:
+        return plan_predictions(label_config, self.settings.prompt_prefix)
+
+    def model_version(self, project_id: int | None, params: GenerationParams | None = None) -> str:
+        """Names the model, and changes whenever the model or the automatic prompt does."""
+        remembered = self.project_prompts.get(project_id)
+        recipe = "\x1e".join(
+            [
+                self.provider.name,
+                self.provider.model_id,
+                self.builder.describe(remembered),
+                repr(sorted((params or self.settings.generation).as_dict().items())),
+            ]
+        )
+        digest = hashlib.sha256(recipe.encode("utf-8")).hexdigest()[:8]
+        return f"{self.provider.model_id}@{digest}"
+
+    def predict(
+        self,
+        tasks: Sequence[Mapping],
+        label_config: str,
+        project: object = None,
+        context: object = None,
+    ) -> PredictOutcome:
+        """Predict every task; raises ``LabelingConfigError`` for a config it cannot serve."""
+        plan = self.plan(label_config)
+        project_id = project_id_of(project)
+        typed = typed_prompt(context, plan)
+        if typed is not None:
+            self.project_prompts.remember(project_id, typed)
+        instruction = typed if typed is not None else self.project_prompts.get(project_id)
+        params = self.settings.generation
+        version = self.model_version(project_id, params)
+        mode = "interactive" if typed is not None else "automatic"
+
+        def one(task: Mapping) -> TaskOutcome:
+            return self._predict_task(task, plan, instruction, params, version, project_id)
+
+        workers = min(self.provider.max_concurrency, len(tasks))
+        if workers <= 1:
+            outcomes = [one(task) for task in tasks]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict") as pool:
+                outcomes = list(pool.map(one, tasks))
+        return PredictOutcome(project_id, version, mode, outcomes)
+
+    def _predict_task(
+        self,
+        task: Mapping,
+        plan: PredictionPlan,
+        instruction: str | None,
+        params: GenerationParams,
+        version: str,
+        project_id: int | None,
+    ) -> TaskOutcome:
+        task_id = task.get("id")
+        outcome = TaskOutcome(task_id)
+        try:
+            prompt = self.builder.build(plan, task, instruction)
+            answer, labels = self._answer(plan, prompt, params, outcome, project_id)
+        except ProviderNotReady:
+            raise
+        except LabelStudioWatsonxError as error:
+            outcome.reason = str(error)
+            metrics.PREDICTIONS.labels("failed").inc()
+            log.warning("no prediction project=%s task=%s: %s", project_id, task_id, error)
+            return outcome
+
+        if not answer and not labels:
+            outcome.reason = f"task {task_id}: the model gave an empty answer"
+            metrics.PREDICTIONS.labels("empty").inc()
+            log.warning("no prediction project=%s task=%s: empty answer", project_id, task_id)
+            return outcome
+
+        outcome.prediction = {
+            "result": self._result(plan, prompt, answer, labels),
+            "model_version": version,
+        }
+        metrics.PREDICTIONS.labels("ok").inc()
+        return outcome
+
+    def _answer(
+        self,
+        plan: PredictionPlan,
+        prompt: Prompt,
+        params: GenerationParams,
+        outcome: TaskOutcome,
+        project_id: int | None,
+    ) -> tuple[str, list[str]]:
+        choices = plan.choices
+        if plan.response is not None:
+            completion = self._call(project_id, outcome, self.provider.complete, prompt.text, params)
+            if choices is None:
+                return completion.text, []
+            labels = match_labels(completion.text, choices.labels, choices.multiple)
+            if not labels:
+                labels = self._choose(plan.choices, prompt, params, outcome, project_id)
+            return completion.text, labels
+
+        assert choices is not None  # plan_predictions guarantees a response or choices
+        labels = self._choose(choices, prompt, params, outcome, project_id)
+        return "", labels
+
+    def _choose(
+        self,
+        choices: ControlTag,
+        prompt: Prompt,
+        params: GenerationParams,
+        outcome: TaskOutcome,
+        project_id: int | None,
+    ) -> list[str]:
+        constrained = self._call(
+            project_id, outcome, self.provider.choose, prompt.text, choices.labels,
+            choices.multiple, params,
+        )  # fmt: skip
+        if constrained is not None:
+            return constrained.labels
+        completion = self._call(project_id, outcome, self.provider.complete, prompt.text, params)
+        return match_labels(completion.text, choices.labels, choices.multiple)
+
+    def _call(self, project_id: int | None, outcome: TaskOutcome, method, *args) -> Completion:
+        provider, model = self.provider.name, self.provider.model_id
+        started = time.perf_counter()
+        try:
+            completion = method(*args)
+        except Exception:
+            metrics.LLM_CALLS.labels(provider, model, "error").inc()
+            raise
+        metrics.LLM_SECONDS.labels(provider, model).observe(time.perf_counter() - started)
+        if completion is None:
+            return None
+        metrics.LLM_CALLS.labels(provider, model, "ok").inc()
+        project = str(project_id) if project_id is not None else "none"
+        metrics.TOKENS.labels(provider, model, project, "input").inc(completion.input_tokens)
+        metrics.TOKENS.labels(provider, model, project, "output").inc(completion.output_tokens)
+        outcome.completions.append(completion)
+        return completion
+
+    @staticmethod
+    def _result(
+        plan: PredictionPlan, prompt: Prompt, answer: str, labels: list[str]
+    ) -> list[dict]:
+        to_name = plan.input.name
+        result: list[dict] = []
+        if plan.response is not None and answer:
+            result.append(_region(plan.response, to_name, {"text": [answer]}))
+        if plan.choices is not None and labels:
+            result.append(_region(plan.choices, to_name, {"choices": labels}))
+        if plan.prompt is not None:
+            result.append(_region(plan.prompt, to_name, {"text": [prompt.instruction]}))
+        return result
+
+
+def _region(tag: ControlTag, to_name: str, value: dict) -> dict:
+    return {"from_name": tag.name, "to_name": to_name, "type": tag.result_type, "value": value}

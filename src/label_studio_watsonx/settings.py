@@ -1,0 +1,287 @@
+"""Every environment variable the service reads, read once and checked.
+
+``Settings.from_env()`` is called at start-up; the result is passed down to
+everything else, so no other module reads the environment. A value that cannot be
+used raises ``SettingsError`` naming the variable and what it accepts.
+
+Values are read the way the docker-compose file of the setup this replaces wrote
+them: an empty value means "not set", and one pair of surrounding quotes is
+dropped (compose's list syntax keeps them). In the two prompt variables the
+escapes ``\\n`` and ``\\t`` stand for a new line and a tab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import SettingsError
+
+T = TypeVar("T")
+
+DEFAULT_PROMPT = "Answer the following question\n\n{text}"
+PROMPT_TEMPLATE = (
+    "Read the text below, then follow the instruction.\n\n"
+    "Text:\n{text}\n\n"
+    "Instruction: {prompt}"
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+PROVIDERS = ("local", "watsonx", "echo")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """How an answer is generated; the same names serve every provider."""
+
+    max_new_tokens: int = 400
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.1
+    stop_sequences: tuple[str, ...] = ()
+    random_seed: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """The parameters as plain values, in a stable order (for cache keys)."""
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "stop_sequences": list(self.stop_sequences),
+            "random_seed": self.random_seed,
+        }
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's whole configuration. Build it with ``Settings.from_env()``."""
+
+    host: str = "0.0.0.0"
+    port: int = 9090
+    workers: int = 1
+    threads: int = 8
+    log_level: str = "INFO"
+    basic_auth_user: str | None = None
+    basic_auth_pass: str | None = field(default=None, repr=False)
+    max_body_bytes: int = 10 * 1024 * 1024
+    data_dir: Path = Path("data")
+
+    label_studio_url: str | None = None
+    label_studio_api_key: str | None = field(default=None, repr=False)
+
+    llm_provider: str = "local"
+    local_model_path: Path | None = None
+    local_context_size: int = 4096
+    local_threads: int | None = None
+    watsonx_api_key: str | None = field(default=None, repr=False)
+    watsonx_project_id: str | None = None
+    watsonx_modeltype: str | None = None
+
+    default_prompt: str = DEFAULT_PROMPT
+    use_internal_prompt: bool = False
+    prompt_prefix: str = "prompt"
+    prompt_template: str = PROMPT_TEMPLATE
+    generation: GenerationParams = field(default_factory=GenerationParams)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.basic_auth_user is not None
+
+    def secrets(self) -> list[str]:
+        """Every configured secret value, for scrubbing text before it is shown."""
+        values = [self.basic_auth_pass, self.label_studio_api_key, self.watsonx_api_key]
+        return [value for value in values if value]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable; raise ``SettingsError`` on the first bad one."""
+        reader = _Reader(os.environ if env is None else env)
+
+        user = reader.text("BASIC_AUTH_USER")
+        password = reader.text("BASIC_AUTH_PASS")
+        if (user is None) != (password is None):
+            missing = "BASIC_AUTH_PASS" if password is None else "BASIC_AUTH_USER"
+            raise SettingsError(
+                missing, "", "a value whenever the other Basic auth variable is set"
+            )
+
+        watsonx_key = reader.text("WATSONX_API_KEY")
+        watsonx_project = reader.text("WATSONX_PROJECT_ID")
+        provider = reader.choice("LLM_PROVIDER", PROVIDERS, default=None)
+        if provider is None:
+            provider = "watsonx" if watsonx_key and watsonx_project else "local"
+        if provider == "watsonx" and not (watsonx_key and watsonx_project):
+            raise SettingsError(
+                "LLM_PROVIDER",
+                "watsonx",
+                "watsonx only when WATSONX_API_KEY and WATSONX_PROJECT_ID are set",
+            )
+
+        use_internal = reader.boolean("USE_INTERNAL_PROMPT", default=None)
+        if use_internal is None:
+            use_internal = reader.boolean("USE_INTERNAL_PROMPT_TEMPLATE", default=False)
+
+        return cls(
+            host=reader.text("HOST") or "0.0.0.0",
+            port=reader.integer("PORT", 9090, 1, 65535),
+            workers=reader.integer("WORKERS", 1, 1, 64),
+            threads=reader.integer("THREADS", 8, 1, 256),
+            log_level=reader.choice("LOG_LEVEL", LOG_LEVELS, default="INFO", upper=True),
+            basic_auth_user=user,
+            basic_auth_pass=password,
+            max_body_bytes=reader.integer("MAX_BODY_BYTES", 10 * 1024 * 1024, 1024, 2**31),
+            data_dir=Path(reader.text("DATA_DIR") or "data"),
+            label_studio_url=reader.url("LABEL_STUDIO_URL"),
+            label_studio_api_key=reader.text("LABEL_STUDIO_API_KEY"),
+            llm_provider=provider,
+            local_model_path=reader.existing_file("LOCAL_MODEL_PATH"),
+            local_context_size=reader.integer("LOCAL_CONTEXT_SIZE", 4096, 256, 131072),
+            local_threads=reader.integer("LOCAL_THREADS", None, 1, 256),
+            watsonx_api_key=watsonx_key,
+            watsonx_project_id=watsonx_project,
+            watsonx_modeltype=reader.text("WATSONX_MODELTYPE"),
+            default_prompt=reader.prompt("DEFAULT_PROMPT", DEFAULT_PROMPT),
+            use_internal_prompt=use_internal,
+            prompt_prefix=reader.text("PROMPT_PREFIX") or "prompt",
+            prompt_template=reader.prompt("PROMPT_TEMPLATE", PROMPT_TEMPLATE),
+            generation=GenerationParams(
+                max_new_tokens=reader.integer("MAX_NEW_TOKENS", 400, 1, 32768),
+                temperature=reader.number("TEMPERATURE", 0.0, 0.0, 2.0),
+                top_p=reader.number("TOP_P", 1.0, 0.0, 1.0),
+                top_k=reader.integer("TOP_K", 50, 1, 100),
+                repetition_penalty=reader.number("REPETITION_PENALTY", 1.1, 1.0, 2.0),
+                stop_sequences=reader.string_list("STOP_SEQUENCES"),
+                random_seed=reader.integer("RANDOM_SEED", None, 0, 2**32 - 1),
+            ),
+        )
+
+
+class _Reader:
+    """Typed access to one environment mapping; every method names its variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str) -> str | None:
+        raw = self.env.get(name)
+        if raw is None:
+            return None
+        value = raw.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        return value or None
+
+    def _parsed(
+        self, name: str, default: T, accepts: str, parse: Callable[[str], T]
+    ) -> T:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            raise SettingsError(name, value, accepts) from None
+
+    def integer(self, name: str, default: T, low: int, high: int) -> int | T:
+        accepts = f"a whole number from {low} to {high}"
+
+        def parse(value: str) -> int:
+            number = int(value)
+            if not low <= number <= high:
+                raise ValueError
+            return number
+
+        return self._parsed(name, default, accepts, parse)
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        accepts = f"a number from {low:g} to {high:g}"
+
+        def parse(value: str) -> float:
+            number = float(value)
+            if not low <= number <= high:
+                raise ValueError
+            return number
+
+        return self._parsed(name, default, accepts, parse)
+
+    def boolean(self, name: str, default: T) -> bool | T:
+        accepts = "1, 0, true, false, yes, no, on or off"
+
+        def parse(value: str) -> bool:
+            word = value.lower()
+            if word in TRUE_WORDS:
+                return True
+            if word in FALSE_WORDS:
+                return False
+            raise ValueError
+
+        return self._parsed(name, default, accepts, parse)
+
+    def choice(
+        self, name: str, options: tuple[str, ...], default: T, upper: bool = False
+    ) -> str | T:
+        accepts = "one of " + ", ".join(options)
+
+        def parse(value: str) -> str:
+            word = value.upper() if upper else value.lower()
+            if word not in options:
+                raise ValueError
+            return word
+
+        return self._parsed(name, default, accepts, parse)
+
+    def url(self, name: str) -> str | None:
+        def parse(value: str) -> str:
+            if not value.startswith(("http://", "https://")) or len(value) < 10:
+                raise ValueError
+            return value.rstrip("/")
+
+        return self._parsed(name, None, "an http:// or https:// address", parse)
+
+    def existing_file(self, name: str) -> Path | None:
+        def parse(value: str) -> Path:
+            path = Path(value).expanduser()
+            if not path.is_file():
+                raise ValueError
+            return path
+
+        return self._parsed(name, None, "the path of an existing file", parse)
+
+    def string_list(self, name: str) -> tuple[str, ...]:
+        accepts = 'a JSON list of strings, such as ["\\n\\n", "END"], or one string'
+
+        def parse(value: str) -> tuple[str, ...]:
+            if not value.startswith("["):
+                return (_unescape(value),)
+            items = json.loads(value)
+            if not all(isinstance(item, str) and item for item in items):
+                raise ValueError
+            return tuple(items)
+
+        return self._parsed(name, (), accepts, parse)
+
+    def prompt(self, name: str, default: str) -> str:
+        """A prompt given as text, or as the path of a file that holds it."""
+        value = self.text(name)
+        if value is None:
+            return default
+        if "\n" not in value and len(value) < 4096:
+            path = Path(value).expanduser()
+            if path.is_file():
+                try:
+                    return path.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    raise SettingsError(name, value, "text, or a readable UTF-8 file") from None
+        return _unescape(value)
+
+
+def _unescape(value: str) -> str:
+    return value.replace("\\n", "\n").replace("\\t", "\t")
