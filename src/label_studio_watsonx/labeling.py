@@ -243,17 +243,41 @@ def _paragraphs_text(value: object, tag: ObjectTag) -> str:
     return "\n".join(lines)
 
 
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote br dd div dl dt figcaption footer h1 h2 h3 h4 h5 h6 "
+    "header hr li main nav ol p pre section table td th tr ul".split()
+)
+_HIDDEN_TAGS = frozenset({"script", "style", "template", "head"})
+
+
 class _TextOnly(html.parser.HTMLParser):
+    """Collects what a reader sees: text, with block elements on their own lines."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in _HIDDEN_TAGS:
+            self.hidden += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_TAGS:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+        if not self.hidden:
+            self.parts.append(data)
 
 
 def _html_text(markup: str) -> str:
     parser = _TextOnly()
     parser.feed(markup)
     parser.close()
-    return " ".join(" ".join(parser.parts).split())
+    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    return "\n".join(line for line in lines if line)

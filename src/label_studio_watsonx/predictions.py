@@ -37,7 +37,7 @@ def project_id_of(project: object) -> int | None:
         return project
     if isinstance(project, str):
         head = project.split(".", 1)[0]
-        if head.isdigit():
+        if head.isascii() and head.isdigit():
             return int(head)
     return None
 

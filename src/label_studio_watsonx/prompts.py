@@ -83,6 +83,8 @@ class PromptBuilder:
         if plan.labels:
             values["labels"] = ", ".join(plan.labels)
 
+        if text is not None and plan.input.data_key:
+            values[plan.input.data_key] = text  # the readable text, not raw markup
         if instruction is None:
             if text is not None:
                 values.setdefault("text", text)

@@ -248,8 +248,8 @@ class _Reader:
 
     def existing_file(self, name: str) -> Path | None:
         def parse(value: str) -> Path:
-            path = Path(value).expanduser()
-            if not path.is_file():
+            path = _file_at(value)
+            if path is None:
                 raise ValueError
             return path
 
@@ -273,14 +273,24 @@ class _Reader:
         value = self.text(name)
         if value is None:
             return default
-        if "\n" not in value and len(value) < 4096:
-            path = Path(value).expanduser()
-            if path.is_file():
-                try:
-                    return path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError):
-                    raise SettingsError(name, value, "text, or a readable UTF-8 file") from None
+        path = _file_at(value)
+        if path is not None:
+            try:
+                return path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                raise SettingsError(name, value, "text, or a readable UTF-8 file") from None
         return _unescape(value)
+
+
+def _file_at(value: str) -> Path | None:
+    """The existing file ``value`` names, or None when it names none (or is not a path)."""
+    if "\n" in value or "\0" in value:
+        return None
+    try:
+        path = Path(value).expanduser()
+        return path if path.is_file() else None
+    except (OSError, RuntimeError, ValueError):  # too long, unknown ~user, bad bytes
+        return None
 
 
 def _unescape(value: str) -> str:

@@ -152,6 +152,9 @@ class LocalProvider(Provider):
                     f"{self.context_size - TEMPLATE_MARGIN} (raise LOCAL_CONTEXT_SIZE or "
                     "shorten the task text)"
                 )
+            # Evaluate every prompt from scratch: reusing the previous prompt's cached
+            # prefix changes the arithmetic slightly, and with it greedy answers.
+            llama.reset()
             try:
                 reply = llama.create_chat_completion(
                     messages=[{"role": "user", "content": prompt}],
