@@ -29,9 +29,7 @@ def replay(client, name: str, **changes):
     body = request["body"]
     if isinstance(body, dict):
         body.update(changes)
-    # Annotation events also reach a connected model's /webhook.
-    path = "/webhook" if request["path"] == "/data/upload" else request["path"]
-    return client.request(request["method"], path, json=body)
+    return client.request(request["method"], request["path"], json=body)
 
 
 @pytest.mark.parametrize("name", fixture_names())
@@ -41,8 +39,6 @@ def test_every_captured_request_is_answered(make_client, name: str) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     path = fixture(name)["path"]
-    if path == "/data/upload":
-        path = "/webhook"
     if path in ("/", "/health"):
         assert body["status"] == "UP"
     elif path == "/setup":

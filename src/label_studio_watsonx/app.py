@@ -29,12 +29,14 @@ from .logs import configure_logging
 from .predictions import Predictor, project_id_of
 from .settings import Settings
 from .state import ProjectPrompts
+from .sync.service import Sync
 
 log = logging.getLogger("label_studio_watsonx.http")
 
 OPEN_PATHS = frozenset({"/health"})
 KNOWN_ROUTES = frozenset(
-    {"/", "/health", "/setup", "/predict", "/webhook", "/versions", "/metrics", "/openapi.json"}
+    {"/", "/health", "/setup", "/predict", "/webhook", "/data/upload", "/versions", "/metrics",
+     "/openapi.json"}
 )
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -81,18 +83,23 @@ class WebhookEvent(BaseModel):
     action: str = Field(min_length=1)
 
 
-def create_app(settings: Settings | None = None, provider: Provider | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, provider: Provider | None = None, sync: Sync | None = None
+) -> FastAPI:
     """The service's ASGI app; pass ``settings`` or let it read the environment."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.secrets())
     provider = provider or create_provider(settings)
     predictor = Predictor(settings, provider, ProjectPrompts(settings.data_dir))
+    sync = sync or Sync(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         provider.start()
+        sync.start()
         yield
+        sync.stop()
         provider.close()
 
     app = FastAPI(
@@ -105,10 +112,15 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
     )
     app.state.settings = settings
     app.state.predictor = predictor
+    app.state.sync = sync
     _add_error_handlers(app)
 
     def status_body() -> dict[str, Any]:
         state = provider.status()
+        try:
+            sync_status: dict[str, Any] = sync.status()
+        except Exception as error:  # health must answer even when the outbox cannot
+            sync_status = {"error": f"outbox unreadable: {type(error).__name__}"}
         return {
             "status": "UP",
             "model_class": "label-studio-watsonx",
@@ -117,6 +129,7 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
             "model": provider.model_id,
             "model_state": state.state,
             "model_detail": state.detail,
+            "sync": sync_status,
         }
 
     @app.get("/health", summary="Liveness and provider state; never needs auth")
@@ -151,10 +164,25 @@ def create_app(settings: Settings | None = None, provider: Provider | None = Non
             return JSONResponse({"error": reason, "results": outcome.results()}, 422)
         return {"results": outcome.results(), "model_version": outcome.model_version}
 
+    def accept(event: WebhookEvent, request: Request) -> dict[str, Any]:
+        body = event.model_dump()
+        accepted = sync.accept(body)
+        project = body.get("project")
+        request.state.log_fields = {
+            "action": event.action,
+            "project": project.get("id") if isinstance(project, dict) else None,
+            "events": accepted["events"],
+            "new": accepted["new"],
+        }
+        return {"status": "ok", "action": event.action, **accepted}
+
     @app.post("/webhook", summary="Events Label Studio sends to a connected model")
     def webhook(event: WebhookEvent, request: Request) -> dict[str, Any]:
-        request.state.log_fields = {"action": event.action}
-        return {"status": "ok", "action": event.action}
+        return accept(event, request)
+
+    @app.post("/data/upload", summary="Label Studio annotation webhooks, mirrored to the table")
+    def data_upload(event: WebhookEvent, request: Request) -> dict[str, Any]:
+        return accept(event, request)
 
     @app.get("/versions", summary="Model versions this backend can serve")
     def versions() -> dict[str, Any]:

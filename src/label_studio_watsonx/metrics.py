@@ -41,6 +41,9 @@ TOKENS = Counter(
     "Tokens read (input) and written (output) by the LLM",
     ["provider", "model", "project", "direction"],
 )
+SYNC_EVENTS = Counter(
+    "lsw_sync_events_total", "Annotation events committed to the outbox", ["action"]
+)
 PREDICTIONS = Counter(
     "lsw_predictions_total", "Per-task prediction outcomes", ["outcome"]
 )

@@ -85,11 +85,28 @@ class Settings:
     watsonx_project_id: str | None = None
     watsonx_modeltype: str | None = None
 
+    engine_host: str | None = None
+    engine_port: int = 443
+    engine_username: str | None = None
+    engine_verify: bool | str = True
+    catalog: str = "iceberg_data"
+    schema: str | None = None
+    table: str = "annotations"
+    sync_batch_size: int = 500
+    sync_max_attempts: int = 5
+    sync_max_backoff: float = 60.0
+    iam_url: str = "https://iam.cloud.ibm.com/identity/token"
+
     default_prompt: str = DEFAULT_PROMPT
     use_internal_prompt: bool = False
     prompt_prefix: str = "prompt"
     prompt_template: str = PROMPT_TEMPLATE
     generation: GenerationParams = field(default_factory=GenerationParams)
+
+    @property
+    def engine(self) -> str:
+        """Where annotation rows go: ``presto`` (watsonx.data) or ``sqlite``."""
+        return "presto" if self.engine_host else "sqlite"
 
     @property
     def auth_enabled(self) -> bool:
@@ -125,6 +142,15 @@ class Settings:
                 "watsonx only when WATSONX_API_KEY and WATSONX_PROJECT_ID are set",
             )
 
+        engine_host = reader.text("WATSONX_ENG_HOST")
+        engine_user = reader.text("WATSONX_ENG_USERNAME")
+        schema = reader.text("WATSONX_SCHEMA")
+        if engine_host:
+            for name, value in (("WATSONX_ENG_USERNAME", engine_user),
+                                ("WATSONX_API_KEY", watsonx_key), ("WATSONX_SCHEMA", schema)):  # fmt: skip
+                if not value:
+                    raise SettingsError(name, "", "a value whenever WATSONX_ENG_HOST is set")
+
         use_internal = reader.boolean("USE_INTERNAL_PROMPT", default=None)
         if use_internal is None:
             use_internal = reader.boolean("USE_INTERNAL_PROMPT_TEMPLATE", default=False)
@@ -148,6 +174,17 @@ class Settings:
             watsonx_api_key=watsonx_key,
             watsonx_project_id=watsonx_project,
             watsonx_modeltype=reader.text("WATSONX_MODELTYPE"),
+            engine_host=engine_host,
+            engine_port=reader.integer("WATSONX_ENG_PORT", 443, 1, 65535),
+            engine_username=engine_user,
+            engine_verify=reader.verify("WATSONX_ENG_VERIFY"),
+            catalog=reader.text("WATSONX_CATALOG") or "iceberg_data",
+            schema=schema,
+            table=reader.text("WATSONX_TABLE") or "annotations",
+            sync_batch_size=reader.integer("SYNC_BATCH_SIZE", 500, 1, 10000),
+            sync_max_attempts=reader.integer("SYNC_MAX_ATTEMPTS", 5, 1, 1000),
+            sync_max_backoff=reader.number("SYNC_MAX_BACKOFF", 60.0, 0.01, 3600.0),
+            iam_url=reader.url("WATSONX_AUTH_URL") or "https://iam.cloud.ibm.com/identity/token",
             default_prompt=reader.prompt("DEFAULT_PROMPT", DEFAULT_PROMPT),
             use_internal_prompt=use_internal,
             prompt_prefix=reader.text("PROMPT_PREFIX") or "prompt",
@@ -254,6 +291,23 @@ class _Reader:
             return path
 
         return self._parsed(name, None, "the path of an existing file", parse)
+
+    def verify(self, name: str) -> bool | str:
+        """TLS checking: ``true``, ``false``, or the path of a CA bundle."""
+        accepts = "true, false, or the path of an existing CA bundle file"
+
+        def parse(value: str) -> bool | str:
+            word = value.lower()
+            if word in TRUE_WORDS:
+                return True
+            if word in FALSE_WORDS:
+                return False
+            path = _file_at(value)
+            if path is None:
+                raise ValueError
+            return str(path)
+
+        return self._parsed(name, True, accepts, parse)
 
     def string_list(self, name: str) -> tuple[str, ...]:
         accepts = 'a JSON list of strings, such as ["\\n\\n", "END"], or one string'
