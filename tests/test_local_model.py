@@ -20,7 +20,7 @@ CHOICES_ONLY = """
 """
 REVIEWS = ["I loved every minute, wonderful film.", "Terrible, boring and far too long.",
            "It was a film.", "The actors were great but the plot made no sense."]  # fmt: skip
-LOCAL = {"LLM_PROVIDER": "local", "MAX_NEW_TOKENS": "32", "LOCAL_THREADS": "2"}
+LOCAL = {"LLM_PROVIDER": "local", "MAX_NEW_TOKENS": "32", "LOCAL_THREADS": "1"}
 
 
 @pytest.fixture

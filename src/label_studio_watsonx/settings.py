@@ -35,6 +35,13 @@ TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
 
 
+def default_local_threads() -> int:
+    """Half the cores: llama.cpp's threads spin at every barrier, so when they outnumber
+    the free cores (Label Studio often shares the machine) generation slows down tenfold
+    or more instead of by half."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How an answer is generated; the same names serve every provider."""
@@ -80,7 +87,7 @@ class Settings:
     llm_provider: str = "local"
     local_model_path: Path | None = None
     local_context_size: int = 4096
-    local_threads: int | None = None
+    local_threads: int = 1
     watsonx_api_key: str | None = field(default=None, repr=False)
     watsonx_project_id: str | None = None
     watsonx_modeltype: str | None = None
@@ -170,7 +177,7 @@ class Settings:
             llm_provider=provider,
             local_model_path=reader.existing_file("LOCAL_MODEL_PATH"),
             local_context_size=reader.integer("LOCAL_CONTEXT_SIZE", 4096, 256, 131072),
-            local_threads=reader.integer("LOCAL_THREADS", None, 1, 256),
+            local_threads=reader.integer("LOCAL_THREADS", default_local_threads(), 1, 256),
             watsonx_api_key=watsonx_key,
             watsonx_project_id=watsonx_project,
             watsonx_modeltype=reader.text("WATSONX_MODELTYPE"),

@@ -19,7 +19,7 @@ from tests.processes import ServerProcess, service_process
 pytestmark = pytest.mark.e2e
 
 TEXTS = ["The sky is blue.", "Paris is the capital of France.", "Water boils at 100 C."]
-SERVICE_ENV = {"MAX_NEW_TOKENS": "48", "LOCAL_THREADS": "2", "LOG_LEVEL": "DEBUG"}
+SERVICE_ENV = {"MAX_NEW_TOKENS": "48", "LOCAL_THREADS": "1", "LOG_LEVEL": "DEBUG"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def service(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def local_model():
     """The same model, called directly, to know what the service should answer."""
-    provider = LocalProvider(threads=2)
+    provider = LocalProvider(threads=1)
     yield provider
     provider.close()
 

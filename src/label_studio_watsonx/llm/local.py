@@ -43,7 +43,7 @@ class LocalProvider(Provider):
     max_concurrency = 1
 
     def __init__(
-        self, model_path: Path | None = None, context_size: int = 4096, threads: int | None = None
+        self, model_path: Path | None = None, context_size: int = 4096, threads: int = 1
     ) -> None:
         self.model_path = model_path or bundled_model_path()
         self.context_size = context_size
@@ -90,6 +90,7 @@ class LocalProvider(Provider):
                     model_path=str(self.model_path),
                     n_ctx=self.context_size,
                     n_threads=self.threads,
+                    n_threads_batch=self.threads,
                     verbose=False,
                 )
             except Exception as error:  # llama.cpp reports bad files as ValueError or OSError
