@@ -131,12 +131,31 @@ def test_quoted_prompt_path_is_read_from_the_file(tmp_path):
     assert settings.prompt_template == "File template {text} / {prompt}"
 
 
-def test_prompt_path_to_missing_file_is_used_as_text(tmp_path):
+def test_prompt_path_to_missing_file_stops_start_up(tmp_path):
     missing = tmp_path / "nope.txt"
 
-    settings = Settings.from_env({"DEFAULT_PROMPT": str(missing)})
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"DEFAULT_PROMPT": str(missing)})
 
-    assert settings.default_prompt == str(missing)
+    assert "DEFAULT_PROMPT" in str(raised.value) and "existing file" in str(raised.value)
+
+
+def test_prompt_template_without_a_place_for_the_prompt_stops_start_up():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"PROMPT_TEMPLATE": "Text: {text}"})
+
+    assert "PROMPT_TEMPLATE" in str(raised.value) and "{prompt}" in str(raised.value)
+
+
+def test_versions_names_the_project_version(make_client):
+    from tests.fixtures import fixture
+
+    client = make_client()
+    client.post("/predict", json=fixture("predict_interactive.json")["body"])
+    remembered = client.post("/setup", json=fixture("setup.json")["body"]).json()["model_version"]
+    default = client.get("/versions").json()["versions"]
+    project = client.request("GET", "/versions", json={"project": "1.1796397748"}).json()
+    assert project["versions"] == [remembered] and default != [remembered]
 
 
 def test_unreadable_prompt_file_raises_settings_error(tmp_path):

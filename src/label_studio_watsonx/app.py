@@ -185,8 +185,16 @@ def create_app(
         return accept(event, request)
 
     @app.get("/versions", summary="Model versions this backend can serve")
-    def versions() -> dict[str, Any]:
-        return {"versions": [predictor.model_version(None)]}
+    async def versions(request: Request) -> dict[str, Any]:
+        # Label Studio sends this GET with a JSON body naming the project.
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            body = None
+        project = body.get("project") if isinstance(body, dict) else None
+        project_id = project_id_of(project)
+        version = await anyio.to_thread.run_sync(predictor.model_version, project_id)
+        return {"versions": [version]}
 
     @app.get("/metrics", summary="Prometheus metrics")
     def metrics_page() -> Response:

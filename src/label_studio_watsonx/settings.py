@@ -162,6 +162,13 @@ class Settings:
         if use_internal is None:
             use_internal = reader.boolean("USE_INTERNAL_PROMPT_TEMPLATE", default=False)
 
+        prompt_template = reader.prompt("PROMPT_TEMPLATE", PROMPT_TEMPLATE)
+        if "{prompt}" not in prompt_template:
+            raise SettingsError(
+                "PROMPT_TEMPLATE", prompt_template, "a template containing {prompt}, where the "
+                "typed prompt goes (and usually {text}, where the task's text goes)"
+            )
+
         return cls(
             host=reader.text("HOST") or "0.0.0.0",
             port=reader.integer("PORT", 9090, 1, 65535),
@@ -195,7 +202,7 @@ class Settings:
             default_prompt=reader.prompt("DEFAULT_PROMPT", DEFAULT_PROMPT),
             use_internal_prompt=use_internal,
             prompt_prefix=reader.text("PROMPT_PREFIX") or "prompt",
-            prompt_template=reader.prompt("PROMPT_TEMPLATE", PROMPT_TEMPLATE),
+            prompt_template=prompt_template,
             generation=GenerationParams(
                 max_new_tokens=reader.integer("MAX_NEW_TOKENS", 400, 1, 32768),
                 temperature=reader.number("TEMPERATURE", 0.0, 0.0, 2.0),
@@ -337,10 +344,17 @@ class _Reader:
         path = _file_at(value)
         if path is not None:
             try:
-                return path.read_text(encoding="utf-8")
+                return path.read_text(encoding="utf-8").rstrip("\n")
             except (OSError, UnicodeDecodeError):
                 raise SettingsError(name, value, "text, or a readable UTF-8 file") from None
+        if _looks_like_path(value):
+            raise SettingsError(name, value, "text, or the path of an existing file")
         return _unescape(value)
+
+
+def _looks_like_path(value: str) -> bool:
+    """A single word starting like a path: surely a file name mistyped, not a prompt."""
+    return not any(char.isspace() for char in value) and value.startswith(("/", "./", "../", "~/"))
 
 
 def _file_at(value: str) -> Path | None:
