@@ -64,7 +64,7 @@ def serve(settings: Settings) -> int:
 
     try:
         create_provider(settings)  # fail here, once, rather than in every worker
-    except (LabelStudioWatsonxError, NotImplementedError) as error:
+    except LabelStudioWatsonxError as error:
         print(f"label-studio-watsonx: {error}", file=sys.stderr)
         return 2
     try:
@@ -159,7 +159,7 @@ def check_provider(settings: Settings, prompt: str) -> int:
         provider = create_provider(settings)
         started = time.perf_counter()
         answer = provider.complete(prompt, settings.generation)
-    except (LabelStudioWatsonxError, NotImplementedError) as error:
+    except LabelStudioWatsonxError as error:
         print(f"FAIL {settings.llm_provider}: {error}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - started

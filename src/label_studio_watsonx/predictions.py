@@ -152,9 +152,13 @@ class Predictor:
         params = self.settings.generation
         version = self.model_version(project_id, params)
         mode = "interactive" if typed is not None else "automatic"
+        deadline = time.monotonic() + self.settings.predict_timeout
 
         def one(task: Mapping) -> TaskOutcome:
-            return self._predict_task(task, plan, instruction, params, version, project_id)
+            if time.monotonic() > deadline:
+                metrics.PREDICTIONS.labels("timeout").inc()
+                return TaskOutcome(task.get("id"), reason="PREDICT_TIMEOUT passed before its turn")
+            return self._predict_task(task, plan, instruction, params, version, project_id, deadline)
 
         workers = min(self.provider.max_concurrency, len(tasks))
         if workers <= 1:
@@ -172,12 +176,13 @@ class Predictor:
         params: GenerationParams,
         version: str,
         project_id: int | None,
+        deadline: float,
     ) -> TaskOutcome:
         task_id = task.get("id")
         outcome = TaskOutcome(task_id)
         try:
             prompt = self.builder.build(plan, task, instruction)
-            answer, labels = self._answer(plan, prompt, params, outcome, project_id)
+            answer, labels = self._answer(plan, prompt, params, outcome, project_id, deadline)
         except ProviderNotReady:
             raise
         except LabelStudioWatsonxError as error:
@@ -206,19 +211,22 @@ class Predictor:
         params: GenerationParams,
         outcome: TaskOutcome,
         project_id: int | None,
+        deadline: float,
     ) -> tuple[str, list[str]]:
         choices = plan.choices
         if plan.response is not None:
-            completion = self._call(project_id, outcome, self.provider.complete, prompt.text, params)
+            completion = self._call(
+                project_id, outcome, self.provider.complete, prompt.text, params, deadline
+            )
             if choices is None:
                 return completion.text, []
             labels = match_labels(completion.text, choices.labels, choices.multiple)
             if not labels:
-                labels = self._choose(plan.choices, prompt, params, outcome, project_id)
+                labels = self._choose(choices, prompt, params, outcome, project_id, deadline)
             return completion.text, labels
 
         assert choices is not None  # plan_predictions guarantees a response or choices
-        labels = self._choose(choices, prompt, params, outcome, project_id)
+        labels = self._choose(choices, prompt, params, outcome, project_id, deadline)
         return "", labels
 
     def _choose(
@@ -228,14 +236,17 @@ class Predictor:
         params: GenerationParams,
         outcome: TaskOutcome,
         project_id: int | None,
+        deadline: float,
     ) -> list[str]:
         constrained = self._call(
             project_id, outcome, self.provider.choose, prompt.text, choices.labels,
-            choices.multiple, params,
+            choices.multiple, params, deadline,
         )  # fmt: skip
         if constrained is not None:
             return constrained.labels
-        completion = self._call(project_id, outcome, self.provider.complete, prompt.text, params)
+        completion = self._call(
+            project_id, outcome, self.provider.complete, prompt.text, params, deadline
+        )
         return match_labels(completion.text, choices.labels, choices.multiple)
 
     def _call(self, project_id: int | None, outcome: TaskOutcome, method, *args) -> Completion:

@@ -91,6 +91,14 @@ class Settings:
     watsonx_api_key: str | None = field(default=None, repr=False)
     watsonx_project_id: str | None = None
     watsonx_modeltype: str | None = None
+    watsonx_url: str = "https://us-south.ml.cloud.ibm.com"
+    watsonx_platform_url: str | None = None
+    watsonx_verify: bool | str = True
+    watsonx_concurrency: int = 8
+    watsonx_rate_limit: float = 8.0
+    watsonx_max_retries: int = 4
+    watsonx_delay_time: float = 0.5
+    predict_timeout: float = 90.0
 
     engine_host: str | None = None
     engine_port: int = 443
@@ -188,6 +196,14 @@ class Settings:
             watsonx_api_key=watsonx_key,
             watsonx_project_id=watsonx_project,
             watsonx_modeltype=reader.text("WATSONX_MODELTYPE"),
+            watsonx_url=reader.https_url("WATSONX_URL") or "https://us-south.ml.cloud.ibm.com",
+            watsonx_platform_url=reader.https_url("WATSONX_PLATFORM_URL"),
+            watsonx_verify=reader.verify("WATSONX_VERIFY"),
+            watsonx_concurrency=reader.integer("WATSONX_CONCURRENCY", 8, 1, 10),
+            watsonx_rate_limit=reader.number("WATSONX_RATE_LIMIT", 8.0, 0.1, 1000.0),
+            watsonx_max_retries=reader.integer("WATSONX_MAX_RETRIES", 4, 0, 20),
+            watsonx_delay_time=reader.number("WATSONX_DELAY_TIME", 0.5, 0.01, 30.0),
+            predict_timeout=reader.number("PREDICT_TIMEOUT", 90.0, 1.0, 3600.0),
             engine_host=engine_host,
             engine_port=reader.integer("WATSONX_ENG_PORT", 443, 1, 65535),
             engine_username=engine_user,
@@ -198,7 +214,7 @@ class Settings:
             sync_batch_size=reader.integer("SYNC_BATCH_SIZE", 500, 1, 10000),
             sync_max_attempts=reader.integer("SYNC_MAX_ATTEMPTS", 5, 1, 1000),
             sync_max_backoff=reader.number("SYNC_MAX_BACKOFF", 60.0, 0.01, 3600.0),
-            iam_url=reader.url("WATSONX_AUTH_URL") or "https://iam.cloud.ibm.com/identity/token",
+            iam_url=reader.https_url("WATSONX_AUTH_URL") or "https://iam.cloud.ibm.com/identity/token",
             default_prompt=reader.prompt("DEFAULT_PROMPT", DEFAULT_PROMPT),
             use_internal_prompt=use_internal,
             prompt_prefix=reader.text("PROMPT_PREFIX") or "prompt",
@@ -296,6 +312,14 @@ class _Reader:
             return value.rstrip("/")
 
         return self._parsed(name, None, "an http:// or https:// address", parse)
+
+    def https_url(self, name: str) -> str | None:
+        def parse(value: str) -> str:
+            if not value.startswith("https://") or len(value) < 12:
+                raise ValueError
+            return value.rstrip("/")
+
+        return self._parsed(name, None, "an https:// address", parse)
 
     def existing_file(self, name: str) -> Path | None:
         def parse(value: str) -> Path:

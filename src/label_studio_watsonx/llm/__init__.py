@@ -15,9 +15,9 @@ def create_provider(settings: Settings) -> Provider:
 
         return EchoProvider()
     if settings.llm_provider == "watsonx":
-        # TODO: the watsonx.ai provider (ibm-watsonx-ai ModelInference) is not yet
-        # implemented; until it is, watsonx credentials cannot be used for answers.
-        raise NotImplementedError("the watsonx.ai provider is not yet implemented")
+        from .watsonx import WatsonxProvider
+
+        return WatsonxProvider(settings)
     from .local import LocalProvider
 
     return LocalProvider(

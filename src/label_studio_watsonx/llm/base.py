@@ -44,11 +44,21 @@ class Provider(ABC):
         """The model's name as users know it; part of every ``model_version``."""
 
     @abstractmethod
-    def complete(self, prompt: str, params: GenerationParams) -> Completion:
-        """Answer ``prompt`` as an instruction (chat template applied where the model has one)."""
+    def complete(
+        self, prompt: str, params: GenerationParams, deadline: float | None = None
+    ) -> Completion:
+        """Answer ``prompt`` as an instruction (chat template applied where the model has one).
+
+        ``deadline`` (``time.monotonic()``) bounds waiting and retrying, where there is any.
+        """
 
     def choose(
-        self, prompt: str, labels: tuple[str, ...], multiple: bool, params: GenerationParams
+        self,
+        prompt: str,
+        labels: tuple[str, ...],
+        multiple: bool,
+        params: GenerationParams,
+        deadline: float | None = None,
     ) -> Completion | None:
         """Answer with label(s) from ``labels`` only; None when the model cannot be constrained."""
         return None

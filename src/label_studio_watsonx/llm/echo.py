@@ -18,7 +18,9 @@ class EchoProvider(Provider):
     def model_id(self) -> str:
         return "echo"
 
-    def complete(self, prompt: str, params: GenerationParams) -> Completion:
+    def complete(
+        self, prompt: str, params: GenerationParams, deadline: float | None = None
+    ) -> Completion:
         lines = [line for line in prompt.splitlines() if line.strip()]
         words = (lines[-1] if lines else "").split()[: params.max_new_tokens]
         return Completion(

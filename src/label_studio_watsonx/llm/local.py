@@ -105,11 +105,18 @@ class LocalProvider(Provider):
             raise ProviderNotReady(self._error or "the local model is not loaded")
         return llama
 
-    def complete(self, prompt: str, params: GenerationParams) -> Completion:
+    def complete(
+        self, prompt: str, params: GenerationParams, deadline: float | None = None
+    ) -> Completion:
         return self._chat(prompt, params, response_format=None)
 
     def choose(
-        self, prompt: str, labels: tuple[str, ...], multiple: bool, params: GenerationParams
+        self,
+        prompt: str,
+        labels: tuple[str, ...],
+        multiple: bool,
+        params: GenerationParams,
+        deadline: float | None = None,
     ) -> Completion:
         if multiple:
             schema = {
