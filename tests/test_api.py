@@ -225,3 +225,26 @@ def test_metrics_count_requests_and_tokens(make_client) -> None:
     assert 'lsw_http_requests_total{method="POST",route="/predict",status="200"}' in page
     assert 'lsw_llm_tokens_total{direction="output",model="echo",project="1",provider="echo"}' in page
     assert "lsw_http_request_duration_seconds_bucket" in page
+
+
+def test_extra_params_from_setup_override_generation_per_project(make_client) -> None:
+    client = make_client()
+    before = replay(client, "setup.json").json()["model_version"]
+    after = replay(client, "setup.json", extra_params={"max_new_tokens": 2}).json()["model_version"]
+    assert after != before
+    result = replay(client, "predict_batch.json").json()["results"][1]["result"]
+    assert result[0]["value"]["text"] == ["Paris is"]  # the echo provider honours max_new_tokens
+    as_text = replay(client, "setup.json", extra_params='{"max_new_tokens": 2}').json()
+    assert as_text["model_version"] == after
+    assert replay(client, "setup.json", extra_params=None).json()["model_version"] == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [({"max_tokens": 5}, "extra_params.max_tokens"), ({"temperature": 9}, "temperature"),
+     ({"stop_sequences": "x"}, "stop_sequences"), ("{not json", "JSON object")],
+)  # fmt: skip
+def test_unusable_extra_params_get_a_4xx_naming_them(make_client, extra, needle) -> None:
+    response = replay(make_client(), "setup.json", extra_params=extra)
+    assert response.status_code == 400
+    assert needle in response.json()["error"]

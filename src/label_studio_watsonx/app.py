@@ -73,7 +73,7 @@ class SetupRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     project: str | int | None = None
     label_config: str = Field(alias="schema", min_length=1)
-    extra_params: dict[str, Any] | None = None
+    extra_params: dict[str, Any] | str | None = None
 
 
 class WebhookEvent(BaseModel):
@@ -145,6 +145,8 @@ def create_app(
         project_id = project_id_of(body.project)
         request.state.log_fields = {"project": project_id}
         predictor.plan(body.label_config)
+        if "extra_params" in body.model_fields_set:
+            predictor.set_project_params(project_id, _extra_params(body.extra_params))
         return {"model_version": predictor.model_version(project_id)}
 
     @app.post("/predict", summary="Predict every task; one result per task, in order")
@@ -203,6 +205,20 @@ def create_app(
 
     app.add_middleware(ServiceMiddleware, settings=settings)
     return app
+
+
+def _extra_params(value: dict[str, Any] | str | None) -> dict[str, Any]:
+    """Label Studio's ``extra_params``: an object, JSON text of one, or nothing."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise RequestError("extra_params must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise RequestError("extra_params must be a JSON object")
+    return value
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import metrics
-from .errors import LabelStudioWatsonxError, ProviderNotReady
+from .errors import LabelStudioWatsonxError, ProviderNotReady, RequestError
 from .labeling import ControlTag, PredictionPlan, plan_predictions
 from .llm import Completion, Provider
 from .prompts import Prompt, PromptBuilder
@@ -121,6 +121,20 @@ class Predictor:
     def plan(self, label_config: str) -> PredictionPlan:
         return plan_predictions(label_config, self.settings.prompt_prefix)
 
+    def params_for(self, project_id: int | None) -> GenerationParams:
+        """The settings' generation parameters with the project's overrides."""
+        overrides = self.project_prompts.params(project_id)
+        return self.settings.generation.with_overrides(overrides) if overrides else self.settings.generation
+
+    def set_project_params(self, project_id: int | None, extra_params: Mapping | None) -> None:
+        """Keep a project's ``extra_params``; raise ``RequestError`` for unusable ones."""
+        overrides = dict(extra_params or {})
+        try:
+            self.settings.generation.with_overrides(overrides)
+        except ValueError as error:
+            raise RequestError(str(error)) from None
+        self.project_prompts.set_params(project_id, overrides)
+
     def model_version(self, project_id: int | None, params: GenerationParams | None = None) -> str:
         """Names the model, and changes whenever the model or the automatic prompt does."""
         remembered = self.project_prompts.get(project_id)
@@ -129,7 +143,7 @@ class Predictor:
                 self.provider.name,
                 self.provider.model_id,
                 self.builder.describe(remembered),
-                repr(sorted((params or self.settings.generation).as_dict().items())),
+                repr(sorted((params or self.params_for(project_id)).as_dict().items())),
             ]
         )
         digest = hashlib.sha256(recipe.encode("utf-8")).hexdigest()[:8]
@@ -149,7 +163,7 @@ class Predictor:
         if typed is not None:
             self.project_prompts.remember(project_id, typed)
         instruction = typed if typed is not None else self.project_prompts.get(project_id)
-        params = self.settings.generation
+        params = self.params_for(project_id)
         version = self.model_version(project_id, params)
         mode = "interactive" if typed is not None else "automatic"
         deadline = time.monotonic() + self.settings.predict_timeout

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -53,6 +53,34 @@ class GenerationParams:
     repetition_penalty: float = 1.1
     stop_sequences: tuple[str, ...] = ()
     random_seed: int | None = None
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> GenerationParams:
+        """These parameters with a project's ``extra_params`` applied.
+
+        Raises ``ValueError`` naming the first key or value that cannot be used.
+        """
+        limits = {"max_new_tokens": (int, 1, 32768), "temperature": (float, 0.0, 2.0),
+                  "top_p": (float, 0.0, 1.0), "top_k": (int, 1, 100),
+                  "repetition_penalty": (float, 1.0, 2.0), "random_seed": (int, 0, 2**32 - 1)}  # fmt: skip
+        changes: dict[str, object] = {}
+        for key, value in overrides.items():
+            if key == "stop_sequences":
+                if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                    raise ValueError("extra_params.stop_sequences must be a list of strings")
+                changes[key] = tuple(value)
+                continue
+            if key not in limits:
+                names = ", ".join([*limits, "stop_sequences"])
+                raise ValueError(f"extra_params.{key} is not a generation parameter ({names})")
+            kind, low, high = limits[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"extra_params.{key} must be a number")
+            if kind is int and value != int(value):
+                raise ValueError(f"extra_params.{key} must be a whole number")
+            if not low <= value <= high:
+                raise ValueError(f"extra_params.{key} must be from {low} to {high}")
+            changes[key] = kind(value)
+        return replace(self, **changes)  # type: ignore[arg-type]
 
     def as_dict(self) -> dict[str, object]:
         """The parameters as plain values, in a stable order (for cache keys)."""

@@ -1,24 +1,31 @@
 """What the service remembers between requests and restarts, in ``DATA_DIR/state.db``.
 
-Today that is each project's last interactive prompt, which later automatic
-predictions of the project reuse. SQLite in WAL mode keeps it safe with several
+That is each project's last interactive prompt, which later automatic predictions
+of the project reuse, and the generation parameters a project set in Label Studio's
+model settings (``extra_params``). SQLite in WAL mode keeps it safe with several
 worker processes; each call opens its own short connection, so threads never share
 one.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS project_prompts (
-    project_id INTEGER PRIMARY KEY,
-    prompt TEXT NOT NULL,
-    updated_at REAL NOT NULL
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS project_prompts (
+        project_id INTEGER PRIMARY KEY,
+        prompt TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS project_params (
+        project_id INTEGER PRIMARY KEY,
+        params TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
 )
-"""
 
 
 class ProjectPrompts:
@@ -29,7 +36,8 @@ class ProjectPrompts:
         self.path = data_dir / "state.db"
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(SCHEMA)
+            for statement in SCHEMA:
+                db.execute(statement)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
@@ -54,6 +62,26 @@ class ProjectPrompts:
                 (project_id, prompt, time.time()),
             )
 
-    def forget(self, project_id: int) -> None:
+    def params(self, project_id: int | None) -> dict:
+        """The generation parameters a project overrides (empty when none)."""
+        if project_id is None:
+            return {}
         with self._connect() as db:
-            db.execute("DELETE FROM project_prompts WHERE project_id = ?", (project_id,))
+            row = db.execute(
+                "SELECT params FROM project_params WHERE project_id = ?", (project_id,)
+            ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def set_params(self, project_id: int | None, params: dict) -> None:
+        if project_id is None:
+            return
+        with self._connect() as db:
+            if not params:
+                db.execute("DELETE FROM project_params WHERE project_id = ?", (project_id,))
+                return
+            db.execute(
+                "INSERT INTO project_params (project_id, params, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (project_id) DO UPDATE SET params = excluded.params,"
+                " updated_at = excluded.updated_at",
+                (project_id, json.dumps(params, sort_keys=True), time.time()),
+            )
