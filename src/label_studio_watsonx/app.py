@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -20,6 +21,7 @@ import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__, metrics
@@ -93,9 +95,12 @@ def create_app(
     predictor = Predictor(settings, provider, ProjectPrompts(settings.data_dir))
     sync = sync or Sync(settings)
 
+    # Predictions run in their own THREADS-wide pool, so that however busy the model
+    # is, /health, /setup (Label Studio waits 1 s and 3 s for them) and webhooks answer.
+    predict_slots = anyio.CapacityLimiter(settings.threads)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         provider.start()
         sync.start()
         yield
@@ -109,6 +114,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.predictor = predictor
@@ -133,10 +139,12 @@ def create_app(
         }
 
     @app.get("/health", summary="Liveness and provider state; never needs auth")
+    @app.head("/health", include_in_schema=False)
     def health() -> dict[str, Any]:
         return status_body()
 
     @app.get("/", summary="Same as /health")
+    @app.head("/", include_in_schema=False)
     def index() -> dict[str, Any]:
         return status_body()
 
@@ -150,10 +158,13 @@ def create_app(
         return {"model_version": predictor.model_version(project_id)}
 
     @app.post("/predict", summary="Predict every task; one result per task, in order")
-    def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
+    async def predict(body: PredictRequest, request: Request) -> Any:
         context = body.params.context if body.params else None
         tasks = [task.model_dump() for task in body.tasks]
-        outcome = predictor.predict(tasks, body.label_config, body.project, context)
+        outcome = await anyio.to_thread.run_sync(
+            predictor.predict, tasks, body.label_config, body.project, context,
+            limiter=predict_slots,
+        )  # fmt: skip
         predicted = sum(1 for task in outcome.tasks if task.prediction)
         request.state.log_fields = {
             "project": outcome.project_id,
@@ -244,6 +255,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def request_error(request: Request, error: RequestError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, error.status_code)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail if isinstance(error.detail, str) else "request refused"
+        if error.status_code == 400:
+            detail = f"the request body cannot be read: {detail}"
+        return JSONResponse({"error": detail}, error.status_code, headers=error.headers)
+
     @app.exception_handler(ProviderNotReady)
     async def not_ready(request: Request, error: ProviderNotReady) -> JSONResponse:
         return JSONResponse({"error": str(error)}, 503)
@@ -281,6 +299,10 @@ class ServiceMiddleware:
                 await _send_json(send_and_record, 401, {"error": "authentication required"},
                                  [(b"www-authenticate", b'Basic realm="label-studio-watsonx"')])  # fmt: skip
                 return
+            if scope.get("method") == "POST" and not _content_type(scope):
+                # Treat a body sent without a content type as the JSON it must be.
+                headers = [(k, v) for k, v in scope.get("headers", ()) if k != b"content-type"]
+                scope["headers"] = [*headers, (b"content-type", b"application/json")]
             if scope.get("method") == "POST" and not _is_json(scope):
                 await _send_json(send_and_record, 415,
                                  {"error": "the request body must be JSON "
@@ -293,7 +315,7 @@ class ServiceMiddleware:
                                  {"error": f"the request body is larger than {limit} bytes"
                                            " (MAX_BODY_BYTES)"})  # fmt: skip
                 return
-            await self.app(scope, _replay(body, receive), send_and_record)
+            await self.app(scope, _replay(_without_lone_surrogates(body), receive), send_and_record)
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), path)
             if status["code"] == 500:
@@ -350,13 +372,40 @@ class ServiceMiddleware:
         log.log(level, "%s %s %d %.1fms %s", method, route, status, seconds * 1000, extra)
 
 
+def _content_type(scope: Scope) -> bytes | None:
+    return dict(scope.get("headers") or ()).get(b"content-type")
+
+
 def _is_json(scope: Scope) -> bool:
-    """True when the declared content type is JSON, or none is declared."""
-    declared = dict(scope.get("headers") or ()).get(b"content-type")
-    if declared is None:
-        return True
+    """True when the declared content type is JSON."""
+    declared = _content_type(scope) or b""
     media = declared.split(b";", 1)[0].strip().lower()
     return media == b"application/json" or media.endswith(b"+json")
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def _without_lone_surrogates(body: bytes) -> bytes:
+    """JSON may spell half a UTF-16 pair (``\\ud800``); no text can hold one, so each
+    becomes U+FFFD here rather than an error deep in a handler, database or model."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return body
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return body  # the route answers 400 for it
+    return json.dumps(_replace_surrogates(value), ensure_ascii=False).encode("utf-8", "replace")
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_replace_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_replace_surrogates(key): _replace_surrogates(item) for key, item in value.items()}
+    return value
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

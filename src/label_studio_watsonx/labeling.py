@@ -12,10 +12,13 @@ config with every request.
 
 from __future__ import annotations
 
-import html.parser
+import hashlib
+import html
 import json
+import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as safe_xml
@@ -84,14 +87,38 @@ class PredictionPlan:
 
 
 def read_config(xml: str) -> LabelingConfig:
-    """Parse a labeling config; raise ``LabelingConfigError`` if it is not one."""
-    return _read_config_cached(xml)
+    """Parse a labeling config; raise ``LabelingConfigError`` if it is not one.
 
-
-@lru_cache(maxsize=256)
-def _read_config_cached(xml: str) -> LabelingConfig:
+    Results are cached by the config's digest, not its text, so a stream of large
+    distinct configs cannot fill memory.
+    """
     if not isinstance(xml, str) or not xml.strip():
         raise LabelingConfigError("the labeling config is empty")
+    return _read_config_cached(_digest(xml), xml)
+
+
+def _digest(xml: str) -> bytes:
+    return hashlib.sha256(xml.encode("utf-8", "surrogatepass")).digest()
+
+
+_CONFIGS: OrderedDict[bytes, LabelingConfig] = OrderedDict()
+_CONFIGS_LOCK = threading.Lock()
+
+
+def _read_config_cached(digest: bytes, xml: str) -> LabelingConfig:
+    with _CONFIGS_LOCK:
+        if digest in _CONFIGS:
+            _CONFIGS.move_to_end(digest)
+            return _CONFIGS[digest]
+    config = _parse(xml)
+    with _CONFIGS_LOCK:
+        _CONFIGS[digest] = config
+        while len(_CONFIGS) > 256:
+            _CONFIGS.popitem(last=False)
+    return config
+
+
+def _parse(xml: str) -> LabelingConfig:
     try:
         root = safe_xml.fromstring(xml)
     except DefusedXmlException:
@@ -114,6 +141,25 @@ def _read_config_cached(xml: str) -> LabelingConfig:
     return LabelingConfig(objects=tuple(objects), controls=tuple(controls))
 
 
+def _label_values(control: Element) -> list[str]:
+    """The ``<Choice>``/``<Label>`` values under a control, not under controls inside it.
+
+    What a result holds is the alias when there is one, else the value.
+    """
+    values: list[str] = []
+    waiting = list(control)
+    while waiting:
+        child = waiting.pop(0)
+        if not isinstance(child.tag, str) or child.get("toName"):
+            continue
+        if child.tag in ("Choice", "Label"):
+            value = child.get("alias") or child.get("value")
+            if value:
+                values.append(value)
+        waiting[:0] = list(child)
+    return values
+
+
 def _object(element: Element, name: str) -> ObjectTag:
     value = element.get("value", "")
     data_key = value[1:] if value.startswith("$") and len(value) > 1 else None
@@ -129,16 +175,12 @@ def _object(element: Element, name: str) -> ObjectTag:
 
 def _control(element: Element, name: str) -> ControlTag:
     to_name = tuple(part.strip() for part in element.get("toName", "").split(","))
-    labels = tuple(
-        child.get("value") or child.get("alias") or ""
-        for child in element.iter()
-        if child is not element and child.tag in ("Choice", "Label")
-    )
+    holds_labels = element.tag in ("Choices", "Taxonomy") or element.tag.endswith("Labels")
     return ControlTag(
         name=name,
         type=element.tag,
         to_name=tuple(part for part in to_name if part),
-        labels=tuple(label for label in labels if label),
+        labels=tuple(_label_values(element)) if holds_labels else (),
         multiple=element.get("choice") == "multiple",
     )
 
@@ -148,8 +190,24 @@ def plan_predictions(xml: str, prompt_prefix: str) -> PredictionPlan:
     return _plan_cached(xml, prompt_prefix)
 
 
-@lru_cache(maxsize=256)
+_PLANS: OrderedDict[tuple[bytes, str], PredictionPlan] = OrderedDict()
+
+
 def _plan_cached(xml: str, prompt_prefix: str) -> PredictionPlan:
+    key = (_digest(xml) if isinstance(xml, str) else b"", prompt_prefix)
+    with _CONFIGS_LOCK:
+        if key in _PLANS:
+            _PLANS.move_to_end(key)
+            return _PLANS[key]
+    plan = _plan(xml, prompt_prefix)
+    with _CONFIGS_LOCK:
+        _PLANS[key] = plan
+        while len(_PLANS) > 256:
+            _PLANS.popitem(last=False)
+    return plan
+
+
+def _plan(xml: str, prompt_prefix: str) -> PredictionPlan:
     config = read_config(xml)
     textareas = [tag for tag in config.controls if tag.type == "TextArea"]
     prompt = next((tag for tag in textareas if tag.name.startswith(prompt_prefix)), None)
@@ -178,8 +236,9 @@ def _plan_cached(xml: str, prompt_prefix: str) -> PredictionPlan:
         return target in tag.to_name
 
     response = next(
-        (tag for tag in textareas if tag is not prompt and about_source(tag)), None
-    )
+        (tag for tag in textareas
+         if not tag.name.startswith(prompt_prefix) and about_source(tag)), None
+    )  # fmt: skip
     choices = next(
         (tag for tag in config.controls if tag.type == "Choices" and about_source(tag)),
         None,
@@ -235,49 +294,58 @@ def _paragraphs_text(value: object, tag: ObjectTag) -> str:
     lines = []
     for item in value:
         if isinstance(item, dict):
-            speaker = item.get(tag.name_key)
-            text = item.get(tag.text_key, "")
-            lines.append(f"{speaker}: {text}" if speaker else str(text))
+            speaker = _plain(item.get(tag.name_key))
+            text = _plain(item.get(tag.text_key))
+            lines.append(f"{speaker}: {text}" if speaker else text)
         else:
-            lines.append(str(item))
+            lines.append(_plain(item))
     return "\n".join(lines)
+
+
+def _plain(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 _BLOCK_TAGS = frozenset(
     "address article aside blockquote br dd div dl dt figcaption footer h1 h2 h3 h4 h5 h6 "
     "header hr li main nav ol p pre section table td th tr ul".split()
 )
-_HIDDEN_TAGS = frozenset({"script", "style", "template", "head"})
-
-
-class _TextOnly(html.parser.HTMLParser):
-    """Collects what a reader sees: text, with block elements on their own lines."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in _HIDDEN_TAGS:
-            self.hidden += 1
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN_TAGS:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag in _BLOCK_TAGS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.parts.append(data)
+_HIDDEN_TAGS = ("script", "style", "template", "head")
+_TAG_NAME = re.compile(r"/?\s*([a-zA-Z][a-zA-Z0-9-]*)")
 
 
 def _html_text(markup: str) -> str:
-    parser = _TextOnly()
-    parser.feed(markup)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+    """What a reader sees of some HTML: text, block elements on their own lines.
+
+    A single forward scan (each character looked at a bounded number of times), since
+    Python's own HTML parser takes quadratic time on some broken markup.
+    """
+    parts: list[str] = []
+    position, size = 0, len(markup)
+    while position < size:
+        opening = markup.find("<", position)
+        if opening < 0:
+            parts.append(markup[position:])
+            break
+        parts.append(markup[position:opening])
+        if markup.startswith("<!--", opening):
+            closing = markup.find("-->", opening + 4)
+            position = size if closing < 0 else closing + 3
+            continue
+        closing = markup.find(">", opening + 1)
+        if closing < 0:
+            parts.append(markup[opening:])
+            break
+        name_match = _TAG_NAME.match(markup, opening + 1, closing)
+        name = name_match.group(1).lower() if name_match else ""
+        position = closing + 1
+        if name in _HIDDEN_TAGS and not markup.startswith("/", opening + 1):
+            end = markup.lower().find(f"</{name}", position)
+            position = size if end < 0 else end
+        elif name in _BLOCK_TAGS:
+            parts.append("\n")
+    text = html.unescape("".join(parts))
+    lines = (" ".join(line.split()) for line in text.splitlines())
     return "\n".join(line for line in lines if line)

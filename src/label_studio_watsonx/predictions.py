@@ -33,12 +33,11 @@ def project_id_of(project: object) -> int | None:
     """The numeric id in Label Studio's ``"<id>.<created unix time>"`` project key."""
     if isinstance(project, bool):
         return None
-    if isinstance(project, int):
-        return project
     if isinstance(project, str):
         head = project.split(".", 1)[0]
-        if head.isascii() and head.isdigit():
-            return int(head)
+        project = int(head) if head.isascii() and head.isdigit() and len(head) <= 19 else None
+    if isinstance(project, int) and 0 <= project < 2**63:
+        return project
     return None
 
 
@@ -275,7 +274,7 @@ class Predictor:
         if completion is None:
             return None
         metrics.LLM_CALLS.labels(provider, model, "ok").inc()
-        project = str(project_id) if project_id is not None else "none"
+        project = _project_label(project_id)
         metrics.TOKENS.labels(provider, model, project, "input").inc(completion.input_tokens)
         metrics.TOKENS.labels(provider, model, project, "output").inc(completion.output_tokens)
         outcome.completions.append(completion)
@@ -294,6 +293,20 @@ class Predictor:
         if plan.prompt is not None:
             result.append(_region(plan.prompt, to_name, {"text": [prompt.instruction]}))
         return result
+
+
+_LABELLED_PROJECTS: set[int] = set()
+MAX_PROJECT_LABELS = 500
+
+
+def _project_label(project_id: int | None) -> str:
+    """The project as a metrics label; past 500 projects, "other" keeps /metrics small."""
+    if project_id is None:
+        return "none"
+    if project_id in _LABELLED_PROJECTS or len(_LABELLED_PROJECTS) < MAX_PROJECT_LABELS:
+        _LABELLED_PROJECTS.add(project_id)
+        return str(project_id)
+    return "other"
 
 
 def _region(tag: ControlTag, to_name: str, value: dict) -> dict:

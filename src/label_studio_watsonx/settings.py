@@ -167,6 +167,9 @@ class Settings:
 
         user = reader.text("BASIC_AUTH_USER")
         password = reader.text("BASIC_AUTH_PASS")
+        if user is not None and ":" in user:
+            raise SettingsError("BASIC_AUTH_USER", user, "a user name without ':' (Basic auth "
+                                "separates the name from the password with it)")  # fmt: skip
         if (user is None) != (password is None):
             missing = "BASIC_AUTH_PASS" if password is None else "BASIC_AUTH_USER"
             raise SettingsError(
@@ -282,7 +285,7 @@ class _Reader:
             return default
         try:
             return parse(value)
-        except ValueError:
+        except (ValueError, TypeError, RecursionError):
             raise SettingsError(name, value, accepts) from None
 
     def integer(self, name: str, default: T, low: int, high: int) -> int | T:

@@ -108,7 +108,7 @@ class LocalProvider(Provider):
     def complete(
         self, prompt: str, params: GenerationParams, deadline: float | None = None
     ) -> Completion:
-        return self._chat(prompt, params, response_format=None)
+        return self._chat(prompt, params, grammar=None)
 
     def choose(
         self,
@@ -118,26 +118,7 @@ class LocalProvider(Provider):
         params: GenerationParams,
         deadline: float | None = None,
     ) -> Completion:
-        if multiple:
-            schema = {
-                "type": "object",
-                "properties": {
-                    "labels": {
-                        "type": "array",
-                        "items": {"type": "string", "enum": list(labels)},
-                        "minItems": 1,
-                        "maxItems": len(labels),
-                    }
-                },
-                "required": ["labels"],
-            }
-        else:
-            schema = {
-                "type": "object",
-                "properties": {"label": {"type": "string", "enum": list(labels)}},
-                "required": ["label"],
-            }
-        answer = self._chat(prompt, params, {"type": "json_object", "schema": schema})
+        answer = self._chat(prompt, params, grammar=labels_grammar(labels, multiple))
         chosen = _labels_from_json(answer.text, labels)
         return Completion(
             text=answer.text,
@@ -147,10 +128,11 @@ class LocalProvider(Provider):
             labels=chosen,
         )
 
-    def _chat(
-        self, prompt: str, params: GenerationParams, response_format: dict | None
-    ) -> Completion:
+    def _chat(self, prompt: str, params: GenerationParams, grammar: str | None) -> Completion:
+        from llama_cpp import LlamaGrammar
+
         llama = self._model()
+        prompt = _defuse_special_tokens(prompt)
         with self._call_lock:
             prompt_tokens = len(llama.tokenize(prompt.encode("utf-8"), add_bos=False))
             room = self.context_size - prompt_tokens - TEMPLATE_MARGIN
@@ -173,7 +155,7 @@ class LocalProvider(Provider):
                     repeat_penalty=params.repetition_penalty,
                     stop=list(params.stop_sequences) or None,
                     seed=params.random_seed,
-                    response_format=response_format,
+                    grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
                 )
             except Exception as error:  # llama.cpp raises plain RuntimeError/ValueError
                 raise ProviderError(f"{self.model_id} failed: {error}") from error
@@ -191,6 +173,31 @@ class LocalProvider(Provider):
             if self._llama is not None:
                 self._llama.close()
                 self._llama = None
+
+
+def labels_grammar(labels: tuple[str, ...], multiple: bool) -> str:
+    """A GBNF grammar whose only sentences are ``{"labels": [...]}`` of allowed labels.
+
+    Each label is written as its JSON string, every character escaped as a code point,
+    so quotes, backslashes or new lines in a label can never break the grammar (a
+    broken grammar crashes llama.cpp rather than raising).
+    """
+
+    def literal(text: str) -> str:
+        return '"' + "".join(
+            f"\\u{ord(char):04X}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08X}"
+            for char in text
+        ) + '"'
+
+    item = " | ".join(literal(json.dumps(label, ensure_ascii=False)) for label in labels)
+    items = 'item ("," " "? item)*' if multiple else "item"
+    return f'root ::= "{{\\"labels\\": [" {items} "]}}"\nitem ::= {item}\n'
+
+
+def _defuse_special_tokens(prompt: str) -> str:
+    """Stop task text from writing chat-template markers (``<|im_end|>`` and the like),
+    which llama.cpp would read as real role switches."""
+    return prompt.replace("<|", "<\u200b|")
 
 
 def _labels_from_json(text: str, labels: tuple[str, ...]) -> list[str]:
