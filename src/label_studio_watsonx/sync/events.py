@@ -78,7 +78,7 @@ def events_from_webhook(body: Mapping) -> list[SyncEvent]:
         annotations = [_mapping(body.get("annotation"), "annotation")]
         tasks = [body.get("task")] if body.get("task") is not None else []
     tasks_by_id = {
-        task.get("id"): task for task in tasks if isinstance(task, Mapping) and "id" in task
+        _plain_id(task.get("id")): task for task in tasks if isinstance(task, Mapping)
     }
 
     events = []
@@ -92,19 +92,28 @@ def events_from_webhook(body: Mapping) -> list[SyncEvent]:
         task_id = annotation.get("task")
         if isinstance(task_id, Mapping):
             task_id = task_id.get("id")
-        task = tasks_by_id.get(task_id) or (tasks[0] if len(tasks) == 1 else {})
+        task_id = _plain_id(task_id)
+        task = (tasks_by_id.get(task_id) if task_id is not None else None) or (
+            tasks[0] if len(tasks) == 1 else {})  # fmt: skip
         task = task if isinstance(task, Mapping) else {}
         data = task.get("data", {})
         if not isinstance(data, Mapping):
             raise WebhookError(f"task {task.get('id')}: data must be an object")
         payload = {
             "annotation": {key: annotation[key] for key in ANNOTATION_KEYS if key in annotation},
-            "task_id": task.get("id", task_id),
+            "task_id": _plain_id(task.get("id")) or task_id,
             "task_data": dict(data),
             "label_config": label_config,
         }
         events.append(SyncEvent("upsert", annotation_id, project_id, payload))
     return events
+
+
+def _plain_id(value: object) -> int | None:
+    """An id usable as a key, or None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        return None
+    return value
 
 
 def _id(value: object, where: str) -> int:

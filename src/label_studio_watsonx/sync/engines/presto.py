@@ -17,6 +17,7 @@ TLS: ``WATSONX_ENG_VERIFY`` is set on the client's session and the session ignor
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -49,13 +50,15 @@ class IamToken:
     def __call__(self) -> str:
         with self._lock:
             if self._token is None or time.time() > self._expires - 300:
+                verify = (ssl.create_default_context(cafile=self.verify)
+                          if isinstance(self.verify, str) else self.verify)  # fmt: skip
                 try:
                     response = httpx.post(
                         self.url,
                         data={"grant_type": "urn:ibm:params:oauth:grant-type:apikey",
                               "apikey": self.api_key},
                         headers={"Accept": "application/json"},
-                        verify=self.verify, timeout=30,
+                        verify=verify, timeout=30,
                     )  # fmt: skip
                 except httpx.HTTPError as error:
                     raise TransientEngineError(f"IAM at {self.url} unreachable: {error}") from None
