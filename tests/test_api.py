@@ -248,3 +248,15 @@ def test_unusable_extra_params_get_a_4xx_naming_them(make_client, extra, needle)
     response = replay(make_client(), "setup.json", extra_params=extra)
     assert response.status_code == 400
     assert needle in response.json()["error"]
+
+
+def test_webhook_secret_guards_data_upload(make_client) -> None:
+    client = make_client(WEBHOOK_SECRET="hook-secret-1", WEBHOOK_SECRET_HEADER="X-LS-Secret")
+    body = fixture("webhook_annotation_created.json")["body"]
+    missing = client.post("/data/upload", json=body)
+    wrong = client.post("/data/upload", json=body, headers={"X-LS-Secret": "hook-secret-2"})
+    right = client.post("/data/upload", json=body, headers={"x-ls-secret": "hook-secret-1"})
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert missing.json() == wrong.json() == {"error": "authentication required"}
+    # The model's own /webhook (created by Label Studio without custom headers) is not affected.
+    assert client.post("/webhook", json=body).status_code == 200

@@ -156,6 +156,7 @@ INFERENCE_PATHS = (GENERATION_PATH, CHAT_PATH)
 DEFAULT_MAX_NEW_TOKENS = 20  # watsonx's default for text generation
 DEFAULT_CHAT_MAX_TOKENS = 1024
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+TASKS = ("question_answering", "summarization", "classification", "generation", "extraction")
 
 
 def default_answer(text: str) -> str:
@@ -293,8 +294,13 @@ class WatsonxTestServer:
 
     def credentials_kwargs(self, ca_path: str, api_key: str | None = None) -> dict[str, Any]:
         """Keyword arguments for ``ibm_watsonx_ai.Credentials`` pointing every URL here."""
-        return {"url": self.url, "platform_url": self.url, "auth_url": self.auth_url,
-                "api_key": self.api_key if api_key is None else api_key, "verify": ca_path}  # fmt: skip
+        return {
+            "url": self.url,
+            "platform_url": self.url,
+            "auth_url": self.auth_url,
+            "api_key": self.api_key if api_key is None else api_key,
+            "verify": ca_path,
+        }
 
     def start(self) -> WatsonxTestServer:
         server = self
@@ -337,7 +343,8 @@ class WatsonxTestServer:
         self.stop()
 
     def add_model(self, model_id: str, state: str = "available",
-                  functions: Iterable[str] = ("text_generation", "text_chat", "autoai_rag")) -> None:  # fmt: skip
+                  functions: Iterable[str] = _Model.functions) -> None:  # fmt: skip
+        """List ``model_id`` in the catalogue; ``state``: available, deprecated, withdrawn, tech_preview."""
         model = _Model(model_id, state, tuple(functions))
         model.spec = _model_spec(model)
         self.models[model_id] = model
@@ -391,18 +398,21 @@ class WatsonxTestServer:
 
     @property
     def inference_times(self) -> list[float]:
-        """Arrival times (``time.monotonic()``) of every generation/chat request, answered or not."""
+        """Arrival times (``time.monotonic()``) of all generation/chat requests, however answered."""
         return [r.time for r in self.inference_requests]
 
     def statuses(self, path: str | None = None) -> list[int | None]:
         return [r.status for r in self._snapshot() if path is None or r.path == path]
 
-    def max_requests_in_window(self, window: float = 1.0, *, statuses: Iterable[int] | None = None) -> int:
+    def max_requests_in_window(
+        self, window: float = 1.0, *, statuses: Iterable[int] | None = None
+    ) -> int:
         """Most generation/chat requests that arrived within any ``window`` seconds
         (half-open ``[t, t + window)``); only those answered with ``statuses`` if given."""
         wanted = None if statuses is None else set(statuses)
-        times = sorted(r.time for r in self.inference_requests if wanted is None or r.status in wanted)
-        return max_in_window(times, window)
+        return max_in_window(
+            (r.time for r in self.inference_requests if wanted is None or r.status in wanted), window
+        )
 
     # -- behaviour -----------------------------------------------------------------
 
@@ -419,7 +429,8 @@ class WatsonxTestServer:
             "grant_type": "urn:ibm:params:oauth:grant-type:apikey",
             "scope": "ibm openid", "client_id": "bx", "acr": 1, "amr": ["pwd"],
         }  # fmt: skip
-        token = f"{_b64url(header)}.{_b64url(payload)}.{base64.urlsafe_b64encode(b'sig').decode().rstrip('=')}"
+        signature = base64.urlsafe_b64encode(b"not-signed").decode().rstrip("=")
+        token = f"{_b64url(header)}.{_b64url(payload)}.{signature}"
         with self.lock:
             self.tokens.add(token)
         return {"access_token": token, "refresh_token": "not_supported", "ims_user_id": 0,
@@ -427,7 +438,7 @@ class WatsonxTestServer:
                 "scope": "ibm openid"}  # fmt: skip
 
     def _admit(self) -> tuple[int | None, dict[str, str]]:
-        """Fault or rate-limit decision for one inference request: (error status or None, headers)."""
+        """Fault/rate-limit decision for an inference request: (error status or None, headers)."""
         now = time.monotonic()
         with self.lock:
             window = self._accepted
@@ -492,9 +503,11 @@ class WatsonxTestServer:
         last = _content_text(users[-1].get("content")) if users else ""
         text = self.answer_fn(last)
         text, stopped = _cut_at_stop(text, body.get("stop") or [], keep=False)
-        limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_CHAT_MAX_TOKENS
+        limit = (body.get("max_completion_tokens") or body.get("max_tokens")
+                 or DEFAULT_CHAT_MAX_TOKENS)  # fmt: skip
         text, truncated = _truncate_words(text, limit)
-        prompt_tokens = sum(word_count(_content_text(m.get("content"))) for m in messages if isinstance(m, dict))
+        prompt_tokens = sum(word_count(_content_text(m.get("content")))
+                            for m in messages if isinstance(m, dict))  # fmt: skip
         completion = word_count(text)
         return {
             "id": "chatcmpl-" + uuid.uuid4().hex,
@@ -564,7 +577,8 @@ def _truncate_words(text: str, limit: Any) -> tuple[str, bool]:
 
 def _model_spec(model: _Model) -> dict:
     provider, _, name = model.model_id.partition("/")
-    provider_name = {"ibm": "IBM", "meta-llama": "Meta", "mistralai": "Mistral AI"}.get(provider, provider)
+    names = {"ibm": "IBM", "meta-llama": "Meta", "mistralai": "Mistral AI"}
+    provider_name = names.get(provider, provider)
     lifecycle: list[dict] = [{"id": "available", "start_date": "2024-10-21"}]
     if model.state == "deprecated":
         lifecycle += [{"id": "deprecated", "label": "deprecated", "start_date": "2025-01-06",
@@ -587,9 +601,8 @@ def _model_spec(model: _Model) -> dict:
         "output_tier": "class_1",
         "number_params": "8b",
         "min_shot_size": 0,
-        "task_ids": ["question_answering", "summarization", "classification", "generation", "extraction"],
-        "tasks": [{"id": t} for t in ("question_answering", "summarization", "classification",
-                                        "generation", "extraction")],  # fmt: skip
+        "task_ids": list(TASKS),
+        "tasks": [{"id": t} for t in TASKS],
         "model_limits": {"max_sequence_length": 131072, "max_output_tokens": 8192},
         "limits": {plan: {"call_time": "10m0s", "max_output_tokens": 8192}
                    for plan in ("lite", "v2-professional", "v2-standard")},  # fmt: skip
@@ -625,7 +638,7 @@ def _spec_has(spec: dict, term: str) -> bool:
 
 
 def _parse_filters(text: str) -> Callable[[dict], bool]:
-    """``tfilter[,tfilter][:(or|and)]`` with ``tfilter: filter | !filter`` (``and`` when unspecified)."""
+    """``tfilter[,tfilter][:(or|and)]``, ``tfilter: filter | !filter``; ``and`` if unspecified."""
     text = text.strip()
     if not text:
         return lambda spec: True
@@ -636,7 +649,8 @@ def _parse_filters(text: str) -> Callable[[dict], bool]:
     terms = [t.strip() for t in text.split(",") if t.strip()]
 
     def check(spec: dict) -> bool:
-        results = [(not _spec_has(spec, t[1:])) if t.startswith("!") else _spec_has(spec, t) for t in terms]
+        results = [(not _spec_has(spec, t[1:])) if t.startswith("!") else _spec_has(spec, t)
+                   for t in terms]  # fmt: skip
         return all(results) if mode == "and" else any(results)
 
     return check
@@ -725,7 +739,8 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 body = text
         elif "x-www-form-urlencoded" in content_type:
-            body = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(text, keep_blank_values=True).items()}
+            form = parse_qs(text, keep_blank_values=True)
+            body = {k: v[0] if len(v) == 1 else v for k, v in form.items()}
         self.record = RecordedRequest(
             method=self.command, path=parts.path, query=query, client=self.client_address,
             headers={k.lower(): v for k, v in self.headers.items()}, body=body, time=arrival,
@@ -767,7 +782,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _versioned(self) -> bool:
         if self.query.get("version"):
             return True
-        self._reply(400, _error(400, "missing_query_parameter", "Missing query parameter `version`"))
+        message = "Missing query parameter `version`"
+        self._reply(400, _error(400, "missing_query_parameter", message))
         return False
 
     # -- endpoints -----------------------------------------------------------------
@@ -775,7 +791,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _iam(self) -> None:
         form = self.record.body if isinstance(self.record.body, dict) else {}
         if form.get("grant_type") != "urn:ibm:params:oauth:grant-type:apikey":
-            self._reply(400, {"errorCode": "BXNIM0109E", "errorMessage": "Property missing or empty",
+            self._reply(400, {"errorCode": "BXNIM0109E",
+                              "errorMessage": "Property missing or empty",
                               "context": {"requestId": uuid.uuid4().hex}})  # fmt: skip
             return
         if form.get("apikey") != self.engine.api_key:
@@ -799,7 +816,8 @@ class _Handler(BaseHTTPRequestHandler):
         entity: dict[str, Any] = {
             "name": f"watsonx-test-{kind[:-1]}",
             "description": "",
-            "storage": {"type": "bmcos_object_storage", "guid": str(uuid.uuid5(uuid.NAMESPACE_URL, ident))},
+            "storage": {"type": "bmcos_object_storage",
+                        "guid": str(uuid.uuid5(uuid.NAMESPACE_URL, ident))},
             "compute": [{"type": "machine_learning", "guid": "wml-test-instance",
                          "name": "watsonx-test-wml", "crn": "crn:v1:test:wml"}],
         }  # fmt: skip
@@ -816,7 +834,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.record.body if isinstance(self.record.body, dict) else {}
         text = body.get("input", "") if isinstance(body.get("input"), str) else ""
-        self._reply(200, {"model_id": body.get("model_id"), "result": {"token_count": word_count(text)}})
+        result = {"token_count": word_count(text)}
+        self._reply(200, {"model_id": body.get("model_id"), "result": result})
 
     def _inference(self) -> None:
         engine = self.engine
@@ -824,8 +843,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status, headers = engine._admit()
         if status is not None:
-            codes = {429: "too_many_requests", 503: "service_unavailable", 500: "internal_server_error",
-                     504: "gateway_timeout", 502: "bad_gateway", 520: "unknown_error"}  # fmt: skip
+            codes = {429: "too_many_requests", 500: "internal_server_error", 502: "bad_gateway",
+                     503: "service_unavailable", 504: "gateway_timeout",
+                     520: "unknown_error"}  # fmt: skip
             message = ("The number of requests exceeded the rate limit" if status == 429
                        else "Injected fault from the watsonx test server")  # fmt: skip
             self._reply(status, _error(status, codes.get(status, "error"), message), headers)
@@ -838,7 +858,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if engine.latency:
                 time.sleep(engine.latency)
-            answer = engine.generate(body) if self.record.path == GENERATION_PATH else engine.chat(body)
+            is_generation = self.record.path == GENERATION_PATH
+            answer = engine.generate(body) if is_generation else engine.chat(body)
             self._reply(200, answer, headers)
         finally:
             engine._done()
@@ -849,11 +870,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.engine._find_model(body.get("model_id")) is None:
             return 404, "model_not_supported", f"Model '{body.get('model_id')}' is not supported"
         if not (body.get("project_id") or body.get("space_id") or body.get("wml_instance_crn")):
-            return 400, "json_validation_error", "Either 'space_id' or 'project_id' or 'wml_instance_crn' has to be provided"
+            return (400, "json_validation_error",
+                    "Either 'space_id' or 'project_id' or 'wml_instance_crn' has to be provided")
         if self.record.path == GENERATION_PATH and not isinstance(body.get("input"), str):
             return 400, "json_validation_error", "Field 'input' is required and must be a string"
-        if self.record.path == CHAT_PATH and not (isinstance(body.get("messages"), list) and body["messages"]):
-            return 400, "json_validation_error", "Field 'messages' is required and must be a non-empty list"
+        messages = body.get("messages")
+        if self.record.path == CHAT_PATH and not (isinstance(messages, list) and messages):
+            return (400, "json_validation_error",
+                    "Field 'messages' is required and must be a non-empty list")
         return None
 
 

@@ -273,6 +273,8 @@ class ServiceMiddleware:
     def __init__(self, app: Callable, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        self._webhook_secret = (settings.webhook_secret or "").encode("utf-8") or None
+        self._webhook_header = settings.webhook_secret_header.lower().encode("latin-1")
         self._expected: tuple[bytes, bytes] | None = None
         if settings.auth_enabled:
             self._expected = (
@@ -295,7 +297,7 @@ class ServiceMiddleware:
             await send(message)
 
         try:
-            if path not in OPEN_PATHS and not self._authorized(scope):
+            if path not in OPEN_PATHS and not (self._authorized(scope) and self._signed(scope)):
                 await _send_json(send_and_record, 401, {"error": "authentication required"},
                                  [(b"www-authenticate", b'Basic realm="label-studio-watsonx"')])  # fmt: skip
                 return
@@ -338,6 +340,13 @@ class ServiceMiddleware:
         user_ok = secrets.compare_digest(user, self._expected[0])
         password_ok = secrets.compare_digest(password, self._expected[1])
         return user_ok and password_ok
+
+    def _signed(self, scope: Scope) -> bool:
+        """The webhook secret header, where one is configured, on ``/data/upload``."""
+        if self._webhook_secret is None or scope.get("path") != "/data/upload":
+            return True
+        given = dict(scope.get("headers") or ()).get(self._webhook_header, b"")
+        return secrets.compare_digest(given, self._webhook_secret)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or None when it passes the size cap."""

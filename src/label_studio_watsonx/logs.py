@@ -55,3 +55,6 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     root.setLevel(level)
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Client libraries log whole requests at DEBUG, tokens included: never below INFO.
+    for chatty in ("httpx", "httpcore", "urllib3", "ibm_watsonx_ai", "prestodb", "requests"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, logging.getLevelName(level)))

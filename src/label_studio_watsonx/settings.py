@@ -107,6 +107,8 @@ class Settings:
     basic_auth_user: str | None = None
     basic_auth_pass: str | None = field(default=None, repr=False)
     max_body_bytes: int = 10 * 1024 * 1024
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_secret_header: str = "X-Webhook-Secret"
     data_dir: Path = Path("data")
 
     label_studio_url: str | None = None
@@ -157,7 +159,8 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for scrubbing text before it is shown."""
-        values = [self.basic_auth_pass, self.label_studio_api_key, self.watsonx_api_key]
+        values = [self.basic_auth_pass, self.label_studio_api_key, self.watsonx_api_key,
+                  self.webhook_secret]  # fmt: skip
         return [value for value in values if value]
 
     @classmethod
@@ -217,6 +220,8 @@ class Settings:
             basic_auth_user=user,
             basic_auth_pass=password,
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 10 * 1024 * 1024, 1024, 2**31),
+            webhook_secret=reader.text("WEBHOOK_SECRET"),
+            webhook_secret_header=reader.text("WEBHOOK_SECRET_HEADER") or "X-Webhook-Secret",
             data_dir=Path(reader.text("DATA_DIR") or "data"),
             label_studio_url=reader.url("LABEL_STUDIO_URL"),
             label_studio_api_key=reader.text("LABEL_STUDIO_API_KEY"),
