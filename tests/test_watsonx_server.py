@@ -16,7 +16,7 @@ PROJECT = "proj-1"
 SPECS = "/ml/v1/foundation_model_specs"
 GENERATION = "/ml/v1/text/generation"
 
-# httpx 0.28 deprecates verify=<str>, which the SDK passes; ModelInference(verify=) is deprecated too.
+# httpx 0.28 deprecates verify=<str>, which the SDK passes; so is ModelInference(verify=).
 pytestmark = pytest.mark.filterwarnings("ignore:.*verify.*:DeprecationWarning")
 
 
@@ -66,7 +66,9 @@ def test_construction_talks_to_iam_project_and_catalogue_on_loopback_only(server
     with loopback_only() as guard:
         model_for(server, ca[1], verify=ca[1])
 
-    assert server.calls == [("POST", "/identity/token"), ("GET", f"/v2/projects/{PROJECT}"), ("GET", SPECS)]
+    assert server.calls == [
+        ("POST", "/identity/token"), ("GET", f"/v2/projects/{PROJECT}"), ("GET", SPECS),
+    ]  # fmt: skip
     iam, project, specs = server.requests
     assert iam.body["apikey"] == "good-key"
     assert iam.body["grant_type"] == "urn:ibm:params:oauth:grant-type:apikey"
@@ -80,22 +82,29 @@ def test_construction_talks_to_iam_project_and_catalogue_on_loopback_only(server
 
 def test_generate_answers_deterministically_and_records_parameters(server, ca):
     model = model_for(server, ca[1])
-    params = {"max_new_tokens": 50, "temperature": 0.7, "stop_sequences": ["END"], "decoding_method": "sample"}
+    params = {"max_new_tokens": 50, "temperature": 0.7, "stop_sequences": ["END"],
+              "decoding_method": "sample"}  # fmt: skip
 
     answer = model.generate(prompt="Label this.\nIs the sky blue?", params=params)
 
-    assert answer["results"][0] == {"generated_text": "answer to: Is the sky blue?", "generated_token_count": 6,
-                                    "input_token_count": 6, "stop_reason": "eos_token"}  # fmt: skip
+    assert answer["results"][0] == {
+        "generated_text": "answer to: Is the sky blue?",
+        "generated_token_count": 6,
+        "input_token_count": 6,
+        "stop_reason": "eos_token",
+    }
     (body,) = server.generation_bodies
-    assert body == {"model_id": MODEL, "input": "Label this.\nIs the sky blue?", "parameters": params,
-                    "project_id": PROJECT}  # fmt: skip
+    assert body == {"model_id": MODEL, "input": "Label this.\nIs the sky blue?",
+                    "parameters": params, "project_id": PROJECT}  # fmt: skip
     assert server.inference_requests[0].authorization.startswith("Bearer ")
 
     short = model.generate(prompt="Is the sky blue?", params={"max_new_tokens": 3})["results"][0]
     assert (short["generated_text"], short["generated_token_count"], short["stop_reason"]) == (
         "answer to: Is", 3, "max_tokens")
-    stopped = model.generate(prompt="Is the sky blue?", params={"stop_sequences": ["sky"]})["results"][0]
-    assert (stopped["generated_text"], stopped["stop_reason"]) == ("answer to: Is the sky", "stop_sequence")
+    stopped = model.generate(prompt="Is the sky blue?", params={"stop_sequences": ["sky"]})
+    result = stopped["results"][0]
+    assert result["generated_text"] == "answer to: Is the sky"
+    assert result["stop_reason"] == "stop_sequence"
 
 
 def test_generate_with_a_list_of_prompts_runs_them_concurrently(make_server, ca):
@@ -107,7 +116,8 @@ def test_generate_with_a_list_of_prompts_runs_them_concurrently(make_server, ca)
     answers = model.generate(prompt=prompts, concurrency_limit=8)
     elapsed = time.monotonic() - started
 
-    assert [a["results"][0]["generated_text"] for a in answers] == [f"answer to: {p}" for p in prompts]
+    texts = [a["results"][0]["generated_text"] for a in answers]
+    assert texts == [f"answer to: {p}" for p in prompts]
     assert 0.5 <= elapsed < 1.5  # one after another would take 4 s
     assert server.max_in_flight == 8
 
@@ -188,11 +198,12 @@ def test_persistent_503_raises_after_the_transport_retries(server, ca):
 def test_rate_limit_rejects_excess_and_the_window_recorder_counts_them(make_server, ca):
     server = make_server(rate_limit=8)
     with httpx.Client(base_url=server.url, verify=ca[1]) as client:
-        token = client.post("/identity/token", data={"apikey": "good-key",
-                                                     "grant_type": "urn:ibm:params:oauth:grant-type:apikey"}).json()["access_token"]  # fmt: skip
+        form = {"apikey": "good-key", "grant_type": "urn:ibm:params:oauth:grant-type:apikey"}
+        token = client.post("/identity/token", data=form).json()["access_token"]
         body = {"model_id": MODEL, "input": "x", "project_id": PROJECT}
+        headers = {"Authorization": f"Bearer {token}"}
         replies = [client.post(GENERATION, params={"version": "2024-05-01"}, json=body,
-                               headers={"Authorization": f"Bearer {token}"}) for _ in range(12)]  # fmt: skip
+                               headers=headers) for _ in range(12)]  # fmt: skip
 
     assert [r.status_code for r in replies] == [200] * 8 + [429] * 4
     rejected = replies[-1]

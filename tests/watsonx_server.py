@@ -22,7 +22,8 @@ What the SDK does (read from the 1.8.1 source and checked against this server)
   IBM Cloud code path (``CLOUD_PLATFORM_SPACES``) and does *not* call the CPD
   ``GET /ml/wml_services/v2/version`` probe, which it only makes for URLs that are
   neither a known cloud region nor given a ``platform_url``. Without ``platform_url``
-  a loopback URL would be taken for Cloud Pak for Data. Without ``auth_url`` the
+  a loopback URL is taken for Cloud Pak for Data (that probe, then ``WMLClientError``
+  "Missing version in credentials for Cloud Pak for Data"). Without ``auth_url`` the
   token would be fetched from ``https://iam.test.cloud.ibm.com/identity/token``
   (``iam.cloud.ibm.com`` for the production region URLs): that is the only way the
   SDK reaches for another host during these calls.
@@ -37,7 +38,8 @@ What the SDK does (read from the 1.8.1 source and checked against this server)
      ``InvalidCredentialsError`` ("Attempt of authenticating connection to service
      failed, please validate your credentials. Error: <body>"); 5xx raises
      ``AuthenticationError``. IBM IAM answers an unknown key with 400
-     ``BXNIM0415E``; that is what this server does.
+     ``BXNIM0415E``; that is what this server does (a 401 would first be retried 3
+     times by the transport, see below).
   2. ``GET {platform_url}/v2/projects/{project_id}`` (``/v2/spaces/{id}`` for
      ``space_id``) with the Bearer token; needs ``entity.storage.type``. A non-200
      answer raises ``CannotSetProjectOrSpace``, a 429 ``ExceededLimitOfAPICalls``.
@@ -53,8 +55,15 @@ What the SDK does (read from the 1.8.1 source and checked against this server)
   whole JSON (``results[0].generated_text`` etc.). ``generate(prompt=[...])`` sends
   one request per prompt from a ``ThreadPoolExecutor`` of ``min(len, concurrency_limit)``
   workers (default 8), each first taking a token from the SDK's own token bucket
-  (8/s, capacity 8; only on the IBM Cloud path). ``generate_text`` returns
-  ``results[0].generated_text`` only.
+  (8/s, capacity 8; only on the IBM Cloud path, and only for a list of prompts).
+  That bucket does not keep the SDK under 8 requests/s: after every answer it is
+  reset to ``x-requests-limit-remaining``, or to full when the header is absent, so
+  without the header only ``concurrency_limit`` bounds the rate (measured: 24
+  prompts, 0.2 s latency → 24 requests within 0.75 s); with it (this server at
+  ``rate_limit=8``, 20 prompts, 0.2 s latency; two runs) 15-16 requests arrived
+  within one second and 7-14 of 30-34 requests were 429s, retried until all passed.
+  Single-prompt ``generate`` and ``chat`` are never throttled.
+  ``generate_text`` returns ``results[0].generated_text`` only.
 * ``chat(messages=...)`` → ``POST {url}/ml/v1/text/chat?version=...`` with
   ``{"model_id", "messages", "project_id", <params at top level>}`` (``max_tokens``,
   ``temperature``, ``stop``, ...); returns the whole JSON
@@ -95,6 +104,8 @@ Other findings
 * ``ModelInference(verify=...)`` is accepted but, when ``credentials`` is a
   ``Credentials`` object, is only handed to ``APIClient(verify=...)``, which emits a
   ``DeprecationWarning`` and ignores it. Only ``Credentials(verify=...)`` counts.
+  The SDK passes the CA path to httpx as a string, which httpx 0.28 answers with a
+  ``DeprecationWarning`` ("``verify=<str>`` is deprecated") per client built.
 * Building an ``APIClient`` writes ``Credentials.verify`` into the process
   environment as ``WX_CLIENT_VERIFY_REQUESTS`` (and keeps it): later clients built
   without ``verify`` inherit this CA path. Tests should restore the variable
@@ -265,8 +276,10 @@ class WatsonxTestServer:
         self.spaces = None if spaces is None else set(spaces)
         self.port = port
         self.models: dict[str, _Model] = {}
-        for ids, state in ((models, "available"), (deprecated, "deprecated"),
-                           (withdrawn, "withdrawn"), (tech_preview, "tech_preview")):  # fmt: skip
+        # Later lists win, so a model passed in ``models`` is available even if it is
+        # in the default ``withdrawn`` list.
+        for ids, state in ((withdrawn, "withdrawn"), (tech_preview, "tech_preview"),
+                           (deprecated, "deprecated"), (models, "available")):  # fmt: skip
             for model_id in ids:
                 self.add_model(model_id, state)
 
@@ -344,7 +357,7 @@ class WatsonxTestServer:
 
     def add_model(self, model_id: str, state: str = "available",
                   functions: Iterable[str] = _Model.functions) -> None:  # fmt: skip
-        """List ``model_id`` in the catalogue; ``state``: available, deprecated, withdrawn, tech_preview."""
+        """List a model; ``state``: available, deprecated, withdrawn or tech_preview."""
         model = _Model(model_id, state, tuple(functions))
         model.spec = _model_spec(model)
         self.models[model_id] = model
@@ -398,7 +411,7 @@ class WatsonxTestServer:
 
     @property
     def inference_times(self) -> list[float]:
-        """Arrival times (``time.monotonic()``) of all generation/chat requests, however answered."""
+        """Arrival times (``time.monotonic()``) of all generation/chat requests, any status."""
         return [r.time for r in self.inference_requests]
 
     def statuses(self, path: str | None = None) -> list[int | None]:
@@ -410,9 +423,8 @@ class WatsonxTestServer:
         """Most generation/chat requests that arrived within any ``window`` seconds
         (half-open ``[t, t + window)``); only those answered with ``statuses`` if given."""
         wanted = None if statuses is None else set(statuses)
-        return max_in_window(
-            (r.time for r in self.inference_requests if wanted is None or r.status in wanted), window
-        )
+        times = [r.time for r in self.inference_requests if wanted is None or r.status in wanted]
+        return max_in_window(times, window)
 
     # -- behaviour -----------------------------------------------------------------
 
@@ -456,7 +468,7 @@ class WatsonxTestServer:
                 window.append(now)
             headers: dict[str, str] = {}
             if limit is not None:
-                remaining = max(0, limit - len(window)) if status is None else 0
+                remaining = 0 if status == 429 else max(0, limit - len(window))
                 reset = (window[0] + 1.0 - now) if window else 0.0
                 headers = {
                     "x-requests-limit-rate": str(limit),

@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__, metrics
+from .cache import ResponseCache
 from .errors import LabelingConfigError, ProviderNotReady, RequestError
 from .llm import Provider, create_provider
 from .logs import configure_logging
@@ -92,7 +93,8 @@ def create_app(
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.secrets())
     provider = provider or create_provider(settings)
-    predictor = Predictor(settings, provider, ProjectPrompts(settings.data_dir))
+    cache = ResponseCache(settings.data_dir) if settings.llm_cache else None
+    predictor = Predictor(settings, provider, ProjectPrompts(settings.data_dir), cache)
     sync = sync or Sync(settings)
 
     # Predictions run in their own THREADS-wide pool, so that however busy the model

@@ -34,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     backfill = commands.add_parser(
         "backfill", help="copy every existing annotation of a project into the table")
     backfill.add_argument("--project", type=int, required=True, help="Label Studio project id")
+    pre = commands.add_parser("prelabel", help="pre-annotate a project's tasks through the API")
+    pre.add_argument("--project", type=int, required=True, help="Label Studio project id")
+    pre.add_argument("--prompt", help="prompt template, or a file holding one (default: the "
+                     "project's remembered prompt, else DEFAULT_PROMPT)")  # fmt: skip
+    pre.add_argument("--limit", type=int, help="predict at most this many tasks")
+    pre.add_argument("--filter", type=_task_ids, help="only these task ids: 1,2,5-9")
+    pre.add_argument("--concurrency", type=int, help="LLM calls at once (at most the provider's)")
+    pre.add_argument("--dry-run", action="store_true", help="show prompts and counts; call nothing")
     args = parser.parse_args(argv)
 
     try:
@@ -50,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             return outbox_command(settings, args.action, args.seq)
         if args.command == "backfill":
             return backfill_command(settings, args.project)
+        if args.command == "prelabel":
+            return prelabel_command(settings, args)
         return check_provider(settings, args.prompt)
     except (LabelStudioWatsonxError, OSError) as error:
         print(f"label-studio-watsonx: {error}", file=sys.stderr)
@@ -149,6 +159,49 @@ def backfill_command(settings: Settings, project_id: int) -> int:
         f"{time.perf_counter() - started:.1f}s"
     )
     return 0 if emptied else 1
+
+
+def _task_ids(text: str) -> list[int]:
+    ids: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            ids.extend(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of task ids like 1,2,5-9") from None
+    return ids
+
+
+def prelabel_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Pre-annotate a project; print a summary. Exit 130 when interrupted."""
+    from .cache import ResponseCache
+    from .labelstudio import LabelStudio
+    from .llm import create_provider
+    from .predictions import Predictor
+    from .prelabel import prelabel
+    from .settings import _Reader
+    from .state import ProjectPrompts
+
+    if not (settings.label_studio_url and settings.label_studio_api_key):
+        print("label-studio-watsonx: prelabel needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    prompt = _Reader({"--prompt": args.prompt}).prompt("--prompt", "") if args.prompt else None
+    provider = create_provider(settings)
+    provider.start()
+    cache = ResponseCache(settings.data_dir) if settings.llm_cache else None
+    predictor = Predictor(settings, provider, ProjectPrompts(settings.data_dir), cache)
+    client = LabelStudio(settings.label_studio_url, settings.label_studio_api_key, timeout=120)
+    try:
+        report = prelabel(client, predictor, args.project, prompt=prompt, limit=args.limit,
+                          task_ids=args.filter, concurrency=args.concurrency,
+                          dry_run=args.dry_run)  # fmt: skip
+    finally:
+        provider.close()
+        client.close()
+    if not args.dry_run:
+        print(report.summary())
+    return 130 if report.interrupted else 0
 
 
 def check_provider(settings: Settings, prompt: str) -> int:

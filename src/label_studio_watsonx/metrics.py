@@ -44,6 +44,7 @@ TOKENS = Counter(
 SYNC_EVENTS = Counter(
     "lsw_sync_events_total", "Annotation events committed to the outbox", ["action"]
 )
+CACHE = Counter("lsw_llm_cache_total", "LLM answers looked up in the cache", ["result"])
 PREDICTIONS = Counter(
     "lsw_predictions_total", "Per-task prediction outcomes", ["outcome"]
 )

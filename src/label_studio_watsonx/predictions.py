@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from . import metrics
 from .errors import LabelStudioWatsonxError, ProviderNotReady, RequestError
+from .cache import ResponseCache, cache_key
 from .labeling import ControlTag, PredictionPlan, plan_predictions
 from .llm import Completion, Provider
 from .prompts import Prompt, PromptBuilder
@@ -93,6 +94,7 @@ class TaskOutcome:
     prediction: dict | None = None
     reason: str | None = None
     completions: list[Completion] = field(default_factory=list)
+    cached: int = 0
 
 
 @dataclass
@@ -111,10 +113,17 @@ class PredictOutcome:
 class Predictor:
     """Turns Label Studio tasks into predictions with one provider."""
 
-    def __init__(self, settings: Settings, provider: Provider, prompts: ProjectPrompts) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        provider: Provider,
+        prompts: ProjectPrompts,
+        cache: ResponseCache | None = None,
+    ) -> None:
         self.settings = settings
         self.provider = provider
         self.project_prompts = prompts
+        self.cache = cache
         self.builder = PromptBuilder(settings)
 
     def plan(self, label_config: str) -> PredictionPlan:
@@ -134,14 +143,19 @@ class Predictor:
             raise RequestError(str(error)) from None
         self.project_prompts.set_params(project_id, overrides)
 
-    def model_version(self, project_id: int | None, params: GenerationParams | None = None) -> str:
+    def model_version(
+        self,
+        project_id: int | None,
+        params: GenerationParams | None = None,
+        default_prompt: str | None = None,
+    ) -> str:
         """Names the model, and changes whenever the model or the automatic prompt does."""
-        remembered = self.project_prompts.get(project_id)
+        remembered = None if default_prompt else self.project_prompts.get(project_id)
         recipe = "\x1e".join(
             [
                 self.provider.name,
                 self.provider.model_id,
-                self.builder.describe(remembered),
+                self.builder.describe(remembered, default_prompt),
                 repr(sorted((params or self.params_for(project_id)).as_dict().items())),
             ]
         )
@@ -154,26 +168,39 @@ class Predictor:
         label_config: str,
         project: object = None,
         context: object = None,
+        default_prompt: str | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = None,
     ) -> PredictOutcome:
-        """Predict every task; raises ``LabelingConfigError`` for a config it cannot serve."""
+        """Predict every task; raises ``LabelingConfigError`` for a config it cannot serve.
+
+        ``default_prompt`` replaces both the remembered prompt and ``DEFAULT_PROMPT``;
+        ``concurrency`` caps the provider's own.
+        """
         plan = self.plan(label_config)
         project_id = project_id_of(project)
         typed = typed_prompt(context, plan)
         if typed is not None:
             self.project_prompts.remember(project_id, typed)
-        instruction = typed if typed is not None else self.project_prompts.get(project_id)
+        if typed is not None or default_prompt:
+            instruction = typed
+        else:
+            instruction = self.project_prompts.get(project_id)
         params = self.params_for(project_id)
-        version = self.model_version(project_id, params)
+        version = self.model_version(project_id, params, default_prompt)
         mode = "interactive" if typed is not None else "automatic"
-        deadline = time.monotonic() + self.settings.predict_timeout
+        deadline = time.monotonic() + (timeout or self.settings.predict_timeout)
 
         def one(task: Mapping) -> TaskOutcome:
             if time.monotonic() > deadline:
                 metrics.PREDICTIONS.labels("timeout").inc()
                 return TaskOutcome(task.get("id"), reason="PREDICT_TIMEOUT passed before its turn")
-            return self._predict_task(task, plan, instruction, params, version, project_id, deadline)
+            return self._predict_task(
+                task, plan, instruction, params, version, project_id, deadline, default_prompt
+            )
 
-        workers = min(self.provider.max_concurrency, len(tasks))
+        workers = min(concurrency or self.provider.max_concurrency, self.provider.max_concurrency,
+                      len(tasks))  # fmt: skip
         if workers <= 1:
             outcomes = [one(task) for task in tasks]
         else:
@@ -190,11 +217,12 @@ class Predictor:
         version: str,
         project_id: int | None,
         deadline: float,
+        default_prompt: str | None = None,
     ) -> TaskOutcome:
         task_id = task.get("id")
         outcome = TaskOutcome(task_id)
         try:
-            prompt = self.builder.build(plan, task, instruction)
+            prompt = self.builder.build(plan, task, instruction, default_prompt)
             answer, labels = self._answer(plan, prompt, params, outcome, project_id, deadline)
         except ProviderNotReady:
             raise
@@ -264,6 +292,17 @@ class Predictor:
 
     def _call(self, project_id: int | None, outcome: TaskOutcome, method, *args) -> Completion:
         provider, model = self.provider.name, self.provider.model_id
+        key = None
+        if self.cache is not None:
+            # Everything but the deadline (the last argument) decides the answer.
+            key = cache_key(provider, model, method.__name__, *args[:-2],
+                            args[-2].as_dict())  # fmt: skip
+            cached = self.cache.get(key)
+            metrics.CACHE.labels("hit" if cached else "miss").inc()
+            if cached is not None:
+                outcome.completions.append(cached)
+                outcome.cached += 1
+                return cached
         started = time.perf_counter()
         try:
             completion = method(*args)
@@ -274,6 +313,8 @@ class Predictor:
         if completion is None:
             return None
         metrics.LLM_CALLS.labels(provider, model, "ok").inc()
+        if key is not None:
+            self.cache.put(key, completion)
         project = _project_label(project_id)
         metrics.TOKENS.labels(provider, model, project, "input").inc(completion.input_tokens)
         metrics.TOKENS.labels(provider, model, project, "output").inc(completion.output_tokens)

@@ -73,9 +73,14 @@ class PromptBuilder:
         self.use_internal = settings.use_internal_prompt
 
     def build(
-        self, plan: PredictionPlan, task: Mapping, instruction: str | None
+        self,
+        plan: PredictionPlan,
+        task: Mapping,
+        instruction: str | None,
+        default_prompt: str | None = None,
     ) -> Prompt:
-        """The prompt for ``task``: ``instruction`` if an annotator gave one, else default."""
+        """The prompt for ``task``: ``instruction`` if an annotator gave one, else the
+        default prompt (``default_prompt`` when given, else ``DEFAULT_PROMPT``)."""
         task_id = task.get("id")
         data = task.get("data")
         values = _task_values(data if isinstance(data, Mapping) else {})
@@ -88,7 +93,7 @@ class PromptBuilder:
         if instruction is None:
             if text is not None:
                 values.setdefault("text", text)
-            instruction = render(self.default_prompt, values, task_id)
+            instruction = render(default_prompt or self.default_prompt, values, task_id)
             if not self.use_internal:
                 return Prompt(text=self._with_label_hint(plan, instruction), instruction=instruction)
 
@@ -101,10 +106,15 @@ class PromptBuilder:
         wrapped = render(self.template, values, task_id)
         return Prompt(text=self._with_label_hint(plan, wrapped), instruction=instruction)
 
-    def describe(self, remembered: str | None) -> str:
+    def describe(self, remembered: str | None, default_prompt: str | None = None) -> str:
         """A stable description of how automatic prompts are made, for versioning."""
         parts = [self.template, str(self.use_internal)]
-        parts.append("remembered:" + remembered if remembered else "default:" + self.default_prompt)
+        if default_prompt:
+            parts.append("given:" + default_prompt)
+        elif remembered:
+            parts.append("remembered:" + remembered)
+        else:
+            parts.append("default:" + self.default_prompt)
         return "\x1f".join(parts)
 
     @staticmethod

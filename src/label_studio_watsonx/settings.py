@@ -129,6 +129,7 @@ class Settings:
     watsonx_max_retries: int = 4
     watsonx_delay_time: float = 0.5
     predict_timeout: float = 90.0
+    llm_cache: bool = True
 
     engine_host: str | None = None
     engine_port: int = 443
@@ -240,6 +241,7 @@ class Settings:
             watsonx_max_retries=reader.integer("WATSONX_MAX_RETRIES", 4, 0, 20),
             watsonx_delay_time=reader.number("WATSONX_DELAY_TIME", 0.5, 0.01, 30.0),
             predict_timeout=reader.number("PREDICT_TIMEOUT", 90.0, 1.0, 3600.0),
+            llm_cache=reader.boolean("LLM_CACHE", default=True),
             engine_host=engine_host,
             engine_port=reader.integer("WATSONX_ENG_PORT", 443, 1, 65535),
             engine_username=engine_user,
