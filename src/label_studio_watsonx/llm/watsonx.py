@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 import warnings
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "ibm/granite-3-8b-instruct"
 RETRY_STATUSES = frozenset({429, 503, 504, 520})
 MAX_DELAY = 8.0
+RECONNECT_AFTER = 30.0
 
 
 class ModelChoiceError(ProviderError):
@@ -67,6 +69,7 @@ class WatsonxProvider(Provider):
         self._inference: Any = None
         self._chat = True
         self._error: str | None = None
+        self._retry_at = 0.0
         self._lock = threading.Lock()
         self._starter: threading.Thread | None = None
 
@@ -83,9 +86,15 @@ class WatsonxProvider(Provider):
 
     def start(self) -> None:
         if self._starter is None:
-            self._starter = threading.Thread(target=self._connected, name="watsonx-connect",
+            self._starter = threading.Thread(target=self._connect_quietly, name="watsonx-connect",
                                              daemon=True)  # fmt: skip
             self._starter.start()
+
+    def _connect_quietly(self) -> None:
+        try:
+            self._connected()
+        except ProviderError:
+            pass  # recorded in status(), reported by /health and the next request
 
     def status(self) -> ProviderStatus:
         if self._inference is not None:
@@ -99,6 +108,9 @@ class WatsonxProvider(Provider):
         with self._lock:
             if self._inference is not None:
                 return self._inference
+            if self._error and time.monotonic() < self._retry_at:
+                raise ProviderError(self._error)  # do not ask IBM Cloud again at once
+            self._retry_at = time.monotonic() + RECONNECT_AFTER
             try:
                 self._inference = self._connect()
                 self._error = None
@@ -132,7 +144,6 @@ class WatsonxProvider(Provider):
                 model_id=self._model_id,
                 credentials=credentials,
                 project_id=settings.watsonx_project_id,
-                verify=verify,
                 max_retries=0,  # retries happen in _call, through the rate limiter
             )
         except WMLClientError as error:
@@ -166,7 +177,9 @@ class WatsonxProvider(Provider):
             )
         if "model" in text.lower() and ("not supported" in text.lower() or "available" in text.lower()
                                         or "Unsupported" in kind):  # fmt: skip
-            offered = self._offered_models()
+            listed = re.search(r"Supported models: \[(.*?)\]", text)
+            offered = ([name.strip(" '\"") for name in listed.group(1).split(",") if name.strip()]
+                       if listed else self._offered_models())  # fmt: skip
             listing = ", ".join(offered) if offered else "see the endpoint's model list"
             return ModelChoiceError(
                 f"watsonx.ai at {self.settings.watsonx_url} does not offer {self._model_id} "
@@ -195,7 +208,10 @@ class WatsonxProvider(Provider):
                 ).json()  # fmt: skip
             except Exception:
                 return []
-        return sorted(item.get("model_id", "") for item in specs.get("resources", []))
+        return sorted(
+            item.get("model_id", "") for item in specs.get("resources", [])
+            if not any(stage.get("id") == "withdrawn" for stage in item.get("lifecycle", []))
+        )  # fmt: skip
 
     # -- generating --------------------------------------------------------------------
 
