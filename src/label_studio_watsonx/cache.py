@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
-from contextlib import closing
 from pathlib import Path
 
 from .llm.base import Completion
@@ -35,18 +35,21 @@ class ResponseCache:
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / "cache.db"
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(SCHEMA)
+        self._local = threading.local()
+        db = self._connect()
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA synchronous=NORMAL")
+        """This thread's connection (opened once per thread, not per call)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA synchronous=NORMAL")
         return db
 
     def get(self, key: str) -> Completion | None:
-        with closing(self._connect()) as db:
-            row = db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
+        row = self._connect().execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
         stored = json.loads(row[0])
@@ -58,6 +61,7 @@ class ResponseCache:
             "output_tokens": completion.output_tokens, "stop_reason": completion.stop_reason,
             "labels": completion.labels,
         }, ensure_ascii=False)  # fmt: skip
-        with closing(self._connect()) as db:
-            db.execute("INSERT OR REPLACE INTO answers (key, answer, created_at) VALUES (?, ?, ?)",
-                       (key, answer, time.time()))  # fmt: skip
+        self._connect().execute(
+            "INSERT OR REPLACE INTO answers (key, answer, created_at) VALUES (?, ?, ?)",
+            (key, answer, time.time()),
+        )

@@ -28,6 +28,7 @@ from .settings import GenerationParams, Settings
 from .state import ProjectPrompts
 
 log = logging.getLogger(__name__)
+_UNKNOWN = object()
 
 
 def project_id_of(project: object) -> int | None:
@@ -148,9 +149,16 @@ class Predictor:
         project_id: int | None,
         params: GenerationParams | None = None,
         default_prompt: str | None = None,
+        remembered: object = _UNKNOWN,
     ) -> str:
-        """Names the model, and changes whenever the model or the automatic prompt does."""
-        remembered = None if default_prompt else self.project_prompts.get(project_id)
+        """Names the model, and changes whenever the model or the automatic prompt does.
+
+        ``remembered`` is the project's remembered prompt when the caller has read it.
+        """
+        if default_prompt:
+            remembered = None
+        elif remembered is _UNKNOWN:
+            remembered = self.project_prompts.get(project_id)
         recipe = "\x1e".join(
             [
                 self.provider.name,
@@ -182,12 +190,10 @@ class Predictor:
         typed = typed_prompt(context, plan)
         if typed is not None:
             self.project_prompts.remember(project_id, typed)
-        if typed is not None or default_prompt:
-            instruction = typed
-        else:
-            instruction = self.project_prompts.get(project_id)
+        remembered = typed if typed is not None else self.project_prompts.get(project_id)
+        instruction = None if default_prompt and typed is None else remembered
         params = self.params_for(project_id)
-        version = self.model_version(project_id, params, default_prompt)
+        version = self.model_version(project_id, params, default_prompt, remembered)
         mode = "interactive" if typed is not None else "automatic"
         deadline = time.monotonic() + (timeout or self.settings.predict_timeout)
 
