@@ -37,7 +37,7 @@ test: install e2e-env
 unit: install
 	$(BIN)/pytest -m "not e2e"
 
-bench: install
+bench: install e2e-env
 	$(BIN)/python benchmarks/run.py
 
 clean:
