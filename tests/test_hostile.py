@@ -10,7 +10,7 @@ import pytest
 from label_studio_watsonx.labeling import ObjectTag, input_text, plan_predictions, read_config
 from label_studio_watsonx.settings import Settings
 from label_studio_watsonx.errors import SettingsError
-from tests.fixtures import REFERENCE_CONFIG, fixture
+from tests.fixtures import fixture
 
 TEXT_CONFIG = '<View><Text name="t" value="$text"/><TextArea name="r" toName="t"/></View>'
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -15,16 +14,7 @@ from label_studio_watsonx.labeling import (
     read_config,
 )
 
-# Requests a real Label Studio 1.23 sent: the copy kept in the repository, else the
-# shared capture folder it came from.
-FIXTURES = next(
-    folder
-    for folder in (
-        Path(__file__).parent / "fixtures" / "labelstudio-1.23",
-        Path("/work/shared/fixtures/labelstudio-1.23"),
-    )
-    if (folder / "predict_interactive.json").is_file()
-)
+from tests.fixtures import FOLDER as FIXTURES
 
 
 def fixture_body(name: str) -> dict:

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
 from label_studio_watsonx.labeling import plan_predictions
 from label_studio_watsonx.predictions import match_labels, project_id_of, typed_prompt
 
-# Requests a real Label Studio 1.23 sent: the copy kept in the repository, else the
-# shared capture folder it came from.
-FIXTURES = next(
-    folder
-    for folder in (
-        Path(__file__).parent / "fixtures" / "labelstudio-1.23",
-        Path("/work/shared/fixtures/labelstudio-1.23"),
-    )
-    if (folder / "predict_interactive.json").is_file()
-)
+from tests.fixtures import FOLDER as FIXTURES
 INTERACTIVE = json.loads((FIXTURES / "predict_interactive.json").read_text("utf-8"))["body"]
 PLAN = plan_predictions(INTERACTIVE["label_config"], "prompt")
 CONTEXT = INTERACTIVE["params"]["context"]

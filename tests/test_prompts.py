@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,16 +11,7 @@ from label_studio_watsonx.labeling import plan_predictions
 from label_studio_watsonx.prompts import PromptBuilder, placeholders, render
 from label_studio_watsonx.settings import Settings
 
-# Requests a real Label Studio 1.23 sent: the copy kept in the repository, else the
-# shared capture folder it came from.
-FIXTURES = next(
-    folder
-    for folder in (
-        Path(__file__).parent / "fixtures" / "labelstudio-1.23",
-        Path("/work/shared/fixtures/labelstudio-1.23"),
-    )
-    if (folder / "predict_interactive.json").is_file()
-)
+from tests.fixtures import FOLDER as FIXTURES
 INTERACTIVE = json.loads((FIXTURES / "predict_interactive.json").read_text("utf-8"))["body"]
 REFERENCE_CONFIG = INTERACTIVE["label_config"]
 TASK = INTERACTIVE["tasks"][0]  # id 3, data {"text": "Water boils at 100 C."}

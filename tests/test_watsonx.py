@@ -11,38 +11,11 @@ import time
 import pytest
 
 from tests.fixtures import fixture
-from tests.watsonx_server import WatsonxTestServer, loopback_only, make_ca
+from tests.watsonx_server import WatsonxTestServer, loopback_only
 
 KEY = "good-key"
-pytestmark = pytest.mark.filterwarnings("ignore:.*verify.*:DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory):
-    return make_ca(tmp_path_factory.mktemp("watsonx-tls"))
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    # The SDK writes the CA path into WX_CLIENT_VERIFY_REQUESTS and reads retry knobs
-    # from the environment: start clean and undo what it writes.
-    for name in ("WX_CLIENT_VERIFY_REQUESTS", "WATSONX_MAX_RETRIES", "WATSONX_DELAY_TIME",
-                 "WATSONX_RETRY_STATUS_CODES", "HTTPS_PROXY", "https_proxy"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def make_server(ca):
-    servers: list[WatsonxTestServer] = []
-
-    def build(**kwargs) -> WatsonxTestServer:
-        server = WatsonxTestServer(ca[0].issue_cert("127.0.0.1"), **kwargs).start()
-        servers.append(server)
-        return server
-
-    yield build
-    for server in servers:
-        server.stop()
+pytestmark = [pytest.mark.filterwarnings("ignore:.*verify.*:DeprecationWarning"),
+              pytest.mark.usefixtures("watsonx_environment")]
 
 
 def watsonx_env(server: WatsonxTestServer, ca_path: str, **changes: str) -> dict[str, str]:
@@ -71,10 +44,10 @@ def response_text(prediction: dict) -> str:
     return next(r["value"]["text"][0] for r in prediction["result"] if r["from_name"] == "response")
 
 
-def test_fixtures_predicted_through_the_real_sdk_on_loopback_only(make_client, make_server, ca):
-    server = make_server()
+def test_fixtures_predicted_through_the_real_sdk_on_loopback_only(make_client, make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server()
     with loopback_only() as guard:
-        client = client_for(make_client, watsonx_env(server, ca[1]))
+        client = client_for(make_client, watsonx_env(server, watsonx_ca[1]))
         results = client.post("/predict", json=fixture("predict_batch.json")["body"]).json()["results"]
         interactive = client.post("/predict", json=fixture("predict_interactive.json")["body"]).json()
         single = client.post("/predict", json=fixture("predict_single_task_fetch.json")["body"]).json()
@@ -96,10 +69,10 @@ def test_fixtures_predicted_through_the_real_sdk_on_loopback_only(make_client, m
     assert 'lsw_llm_tokens_total{direction="output",model="ibm/granite-3-8b-instruct",project="1",provider="watsonx"}' in page
 
 
-def test_plain_models_use_text_generation_with_stop_sequences(make_client, make_server, ca):
-    server = make_server()
+def test_plain_models_use_text_generation_with_stop_sequences(make_client, make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server()
     server.add_model("example/plain-base", functions=("text_generation",))
-    client = client_for(make_client, watsonx_env(server, ca[1], WATSONX_MODELTYPE="example/plain-base",
+    client = client_for(make_client, watsonx_env(server, watsonx_ca[1], WATSONX_MODELTYPE="example/plain-base",
                                        STOP_SEQUENCES='["\\n\\n"]', TEMPERATURE="0.7",
                                        RANDOM_SEED="7"))  # fmt: skip
     results = client.post("/predict", json=fixture("predict_batch.json")["body"]).json()["results"]
@@ -110,19 +83,19 @@ def test_plain_models_use_text_generation_with_stop_sequences(make_client, make_
     assert parameters["temperature"] == 0.7 and parameters["random_seed"] == 7
 
 
-def test_429_then_success(make_client, make_server, ca):
-    server = make_server()
+def test_429_then_success(make_client, make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server()
     server.fail_next(1, 429)
-    client = client_for(make_client, watsonx_env(server, ca[1]))
+    client = client_for(make_client, watsonx_env(server, watsonx_ca[1]))
     body = fixture("predict_single_task_fetch.json")["body"]
     prediction = client.post("/predict", json=body).json()["results"][0]
     assert response_text(prediction) == "answer to: The sky is blue."
     assert server.statuses("/ml/v1/text/chat") == [429, 200]
 
 
-def test_persistent_503_gives_up_in_bounded_time_and_other_tasks_survive(make_client, make_server, ca):
-    server = make_server()
-    client = client_for(make_client, watsonx_env(server, ca[1], WATSONX_MAX_RETRIES="2"))
+def test_persistent_503_gives_up_in_bounded_time_and_other_tasks_survive(make_client, make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server()
+    client = client_for(make_client, watsonx_env(server, watsonx_ca[1], WATSONX_MAX_RETRIES="2"))
     client.get("/health")
     server.always_fail(503)
     started = time.monotonic()
@@ -136,9 +109,9 @@ def test_persistent_503_gives_up_in_bounded_time_and_other_tasks_survive(make_cl
     assert all(again)
 
 
-def test_bad_key_is_reported_clearly_without_the_key(make_client, make_server, ca):
-    server = make_server()
-    client = client_for(make_client, watsonx_env(server, ca[1], WATSONX_API_KEY="wrong-key-4242"))
+def test_bad_key_is_reported_clearly_without_the_key(make_client, make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server()
+    client = client_for(make_client, watsonx_env(server, watsonx_ca[1], WATSONX_API_KEY="wrong-key-4242"))
     response = client.post("/predict", json=fixture("predict_single_task_fetch.json")["body"])
     assert response.status_code == 503
     assert "WATSONX_API_KEY" in response.json()["error"]
@@ -148,9 +121,9 @@ def test_bad_key_is_reported_clearly_without_the_key(make_client, make_server, c
     assert "wrong-key-4242" not in str(health) + response.text
 
 
-def test_withdrawn_model_names_the_offered_ones(make_client, make_server, ca):
-    server = make_server()
-    client = client_for(make_client, watsonx_env(server, ca[1], WATSONX_MODELTYPE="GRANITE_13B_CHAT_V2"))
+def test_withdrawn_model_names_the_offered_ones(make_client, make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server()
+    client = client_for(make_client, watsonx_env(server, watsonx_ca[1], WATSONX_MODELTYPE="GRANITE_13B_CHAT_V2"))
     response = client.post("/predict", json=fixture("predict_single_task_fetch.json")["body"])
     assert response.status_code == 503
     error = response.json()["error"]
@@ -158,10 +131,10 @@ def test_withdrawn_model_names_the_offered_ones(make_client, make_server, ca):
     assert error.endswith("one of: ibm/granite-3-8b-instruct")
 
 
-def test_check_command_reports_once_and_hides_the_key(make_server, ca, tmp_path):
-    server = make_server()
+def test_check_command_reports_once_and_hides_the_key(make_watsonx_server, watsonx_ca, tmp_path):
+    server = make_watsonx_server()
     env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path),
-           **watsonx_env(server, ca[1], WATSONX_API_KEY="wrong-key-4242")}  # fmt: skip
+           **watsonx_env(server, watsonx_ca[1], WATSONX_API_KEY="wrong-key-4242")}  # fmt: skip
     run = subprocess.run([sys.executable, "-m", "label_studio_watsonx", "check"], env=env,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert run.returncode == 1
@@ -182,9 +155,9 @@ def test_the_sdk_is_imported_only_for_watsonx(tmp_path):
     assert run.stdout.strip() == "False False", run.stderr
 
 
-def test_many_tasks_run_concurrently_within_the_rate_limit(make_client, make_server, ca):
-    server = make_server(latency=0.3, rate_limit=8)
-    client = client_for(make_client, watsonx_env(server, ca[1], WATSONX_CONCURRENCY="8", WATSONX_RATE_LIMIT="8"))
+def test_many_tasks_run_concurrently_within_the_rate_limit(make_client, make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server(latency=0.3, rate_limit=8)
+    client = client_for(make_client, watsonx_env(server, watsonx_ca[1], WATSONX_CONCURRENCY="8", WATSONX_RATE_LIMIT="8"))
     client.get("/health")
     tasks = [{"id": n, "data": {"text": f"question {n}"}} for n in range(24)]
     body = {"tasks": tasks, "label_config": fixture("setup.json")["body"]["schema"], "project": "2.1"}

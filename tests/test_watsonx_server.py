@@ -9,7 +9,7 @@ import pytest
 from ibm_watsonx_ai import Credentials
 from ibm_watsonx_ai.foundation_models import ModelInference
 
-from tests.watsonx_server import WatsonxTestServer, loopback_only, make_ca, max_in_window
+from tests.watsonx_server import loopback_only, max_in_window
 
 MODEL = "ibm/granite-3-8b-instruct"
 PROJECT = "proj-1"
@@ -17,42 +17,13 @@ SPECS = "/ml/v1/foundation_model_specs"
 GENERATION = "/ml/v1/text/generation"
 
 # httpx 0.28 deprecates verify=<str>, which the SDK passes; so is ModelInference(verify=).
-pytestmark = pytest.mark.filterwarnings("ignore:.*verify.*:DeprecationWarning")
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory):
-    return make_ca(tmp_path_factory.mktemp("watsonx-tls"))
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    # The SDK writes Credentials.verify into WX_CLIENT_VERIFY_REQUESTS and reads retry
-    # settings and proxies from the environment: start clean, and undo what it writes.
-    for name in ("WX_CLIENT_VERIFY_REQUESTS", "WATSONX_MAX_RETRIES", "WATSONX_DELAY_TIME",
-                 "WATSONX_RETRY_STATUS_CODES", "USER_ACCESS_TOKEN", "RUNTIME_ENV_ACCESS_TOKEN_FILE",
-                 "RUNTIME_ENV_APSX_URL", "PROJECT_ID", "SPACE_ID", "HTTPS_PROXY", "https_proxy",
-                 "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
+pytestmark = [pytest.mark.filterwarnings("ignore:.*verify.*:DeprecationWarning"),
+              pytest.mark.usefixtures("watsonx_environment")]
 
 
 @pytest.fixture
-def make_server(ca):
-    servers: list[WatsonxTestServer] = []
-
-    def build(**kwargs) -> WatsonxTestServer:
-        server = WatsonxTestServer(ca[0].issue_cert("127.0.0.1"), **kwargs).start()
-        servers.append(server)
-        return server
-
-    yield build
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def server(make_server):
-    return make_server()
+def server(make_watsonx_server):
+    return make_watsonx_server()
 
 
 def model_for(server, ca_path, *, api_key="good-key", model_id=MODEL, **kwargs) -> ModelInference:
@@ -62,9 +33,9 @@ def model_for(server, ca_path, *, api_key="good-key", model_id=MODEL, **kwargs) 
     return ModelInference(model_id=model_id, credentials=credentials, project_id=PROJECT, **kwargs)
 
 
-def test_construction_talks_to_iam_project_and_catalogue_on_loopback_only(server, ca):
+def test_construction_talks_to_iam_project_and_catalogue_on_loopback_only(server, watsonx_ca):
     with loopback_only() as guard:
-        model_for(server, ca[1], verify=ca[1])
+        model_for(server, watsonx_ca[1], verify=watsonx_ca[1])
 
     assert server.calls == [
         ("POST", "/identity/token"), ("GET", f"/v2/projects/{PROJECT}"), ("GET", SPECS),
@@ -80,8 +51,8 @@ def test_construction_talks_to_iam_project_and_catalogue_on_loopback_only(server
     assert guard.refused == [] and set(guard.connects) == {"127.0.0.1"}
 
 
-def test_generate_answers_deterministically_and_records_parameters(server, ca):
-    model = model_for(server, ca[1])
+def test_generate_answers_deterministically_and_records_parameters(server, watsonx_ca):
+    model = model_for(server, watsonx_ca[1])
     params = {"max_new_tokens": 50, "temperature": 0.7, "stop_sequences": ["END"],
               "decoding_method": "sample"}  # fmt: skip
 
@@ -107,9 +78,9 @@ def test_generate_answers_deterministically_and_records_parameters(server, ca):
     assert result["stop_reason"] == "stop_sequence"
 
 
-def test_generate_with_a_list_of_prompts_runs_them_concurrently(make_server, ca):
-    server = make_server(latency=0.5)
-    model = model_for(server, ca[1])
+def test_generate_with_a_list_of_prompts_runs_them_concurrently(make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server(latency=0.5)
+    model = model_for(server, watsonx_ca[1])
     prompts = [f"question {i}" for i in range(8)]
 
     started = time.monotonic()
@@ -122,8 +93,8 @@ def test_generate_with_a_list_of_prompts_runs_them_concurrently(make_server, ca)
     assert server.max_in_flight == 8
 
 
-def test_chat_answers_deterministically(server, ca):
-    model = model_for(server, ca[1])
+def test_chat_answers_deterministically(server, watsonx_ca):
+    model = model_for(server, watsonx_ca[1])
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi there"}]
 
     reply = model.chat(messages=messages, params={"max_tokens": 100, "temperature": 0})
@@ -138,9 +109,9 @@ def test_chat_answers_deterministically(server, ca):
     assert (cut["message"]["content"], cut["finish_reason"]) == ("answer to:", "length")
 
 
-def test_bad_api_key_fails_at_construction(server, ca):
+def test_bad_api_key_fails_at_construction(server, watsonx_ca):
     with pytest.raises(Exception) as failure:
-        model_for(server, ca[1], api_key="wrong-key")
+        model_for(server, watsonx_ca[1], api_key="wrong-key")
 
     assert type(failure.value).__name__ == "InvalidCredentialsError"
     assert "BXNIM0415E" in str(failure.value)
@@ -149,9 +120,9 @@ def test_bad_api_key_fails_at_construction(server, ca):
 
 
 @pytest.mark.parametrize("model_id", ["ibm/granite-13b-chat-v2", "acme/no-such-model"])
-def test_withdrawn_or_unknown_model_fails_at_construction(server, ca, model_id):
+def test_withdrawn_or_unknown_model_fails_at_construction(server, watsonx_ca, model_id):
     with pytest.raises(Exception) as failure:
-        model_for(server, ca[1], model_id=model_id)
+        model_for(server, watsonx_ca[1], model_id=model_id)
 
     assert type(failure.value).__name__ == "WMLClientError"
     assert f"Model '{model_id}' is not supported for this environment" in str(failure.value)
@@ -159,32 +130,32 @@ def test_withdrawn_or_unknown_model_fails_at_construction(server, ca, model_id):
     assert [r.query.get("tech_preview") for r in specs] == [None, ["true"]]
 
 
-def test_deprecated_model_warns_and_works(make_server, ca):
-    server = make_server(models=[MODEL], deprecated=["ibm/old-model"])
+def test_deprecated_model_warns_and_works(make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server(models=[MODEL], deprecated=["ibm/old-model"])
     with pytest.warns(Warning, match="ibm/old-model' is in deprecated state") as caught:
-        model = model_for(server, ca[1], model_id="ibm/old-model")
+        model = model_for(server, watsonx_ca[1], model_id="ibm/old-model")
     assert any(type(w.message).__name__ == "LifecycleWarning" for w in caught)
     assert model.generate_text(prompt="ok?") == "answer to: ok?"
 
 
-def test_one_429_is_retried_by_the_sdk(server, ca):
-    model = model_for(server, ca[1])
+def test_one_429_is_retried_by_the_sdk(server, watsonx_ca):
+    model = model_for(server, watsonx_ca[1])
     server.fail_next(1, 429)
 
     assert model.generate(prompt="again")["results"][0]["generated_text"] == "answer to: again"
     assert server.statuses(GENERATION) == [429, 200]
 
 
-def test_one_503_is_retried_by_the_transport(server, ca):
-    model = model_for(server, ca[1], max_retries=0)  # even with the SDK-level retries off
+def test_one_503_is_retried_by_the_transport(server, watsonx_ca):
+    model = model_for(server, watsonx_ca[1], max_retries=0)  # even with the SDK-level retries off
     server.fail_next(1, 503)
 
     assert model.generate(prompt="again")["results"][0]["generated_text"] == "answer to: again"
     assert server.statuses(GENERATION) == [503, 200]
 
 
-def test_persistent_503_raises_after_the_transport_retries(server, ca):
-    model = model_for(server, ca[1], max_retries=0)
+def test_persistent_503_raises_after_the_transport_retries(server, watsonx_ca):
+    model = model_for(server, watsonx_ca[1], max_retries=0)
     server.always_fail(503)
 
     with pytest.raises(Exception) as failure:
@@ -195,9 +166,9 @@ def test_persistent_503_raises_after_the_transport_retries(server, ca):
     assert server.statuses(GENERATION) == [503] * 4  # 1 + 3 transport retries
 
 
-def test_rate_limit_rejects_excess_and_the_window_recorder_counts_them(make_server, ca):
-    server = make_server(rate_limit=8)
-    with httpx.Client(base_url=server.url, verify=ca[1]) as client:
+def test_rate_limit_rejects_excess_and_the_window_recorder_counts_them(make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server(rate_limit=8)
+    with httpx.Client(base_url=server.url, verify=watsonx_ca[1]) as client:
         form = {"apikey": "good-key", "grant_type": "urn:ibm:params:oauth:grant-type:apikey"}
         token = client.post("/identity/token", data=form).json()["access_token"]
         body = {"model_id": MODEL, "input": "x", "project_id": PROJECT}
@@ -229,8 +200,8 @@ def test_the_certificate_is_only_trusted_through_the_ca_file(server):
     assert server.calls == []
 
 
-def test_without_auth_url_the_sdk_would_go_to_ibm_iam(server, ca):
-    arguments = server.credentials_kwargs(ca[1])
+def test_without_auth_url_the_sdk_would_go_to_ibm_iam(server, watsonx_ca):
+    arguments = server.credentials_kwargs(watsonx_ca[1])
     del arguments["auth_url"]
     with loopback_only() as guard, pytest.raises(httpx.ConnectError):
         ModelInference(model_id=MODEL, credentials=Credentials(**arguments), project_id=PROJECT)

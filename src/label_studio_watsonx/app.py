@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import __version__, metrics
 from .cache import ResponseCache
-from .errors import LabelingConfigError, ProviderNotReady, RequestError
+from .errors import ProviderNotReady, RequestError
 from .llm import Provider, create_provider
 from .logs import configure_logging
 from .predictions import Predictor, project_id_of
