@@ -168,3 +168,15 @@ def test_many_tasks_run_concurrently_within_the_rate_limit(make_client, make_wat
     assert server.max_requests_in_window(1.0) <= 8
     assert 429 not in server.statuses("/ml/v1/text/chat")
     assert elapsed < 24 * 0.3  # faster than one at a time
+
+
+def test_the_limit_the_server_announces_is_followed(make_client, make_watsonx_server, watsonx_ca):
+    server = make_watsonx_server(latency=0.2, rate_limit=4)
+    client = client_for(make_client, watsonx_env(server, watsonx_ca[1], WATSONX_RATE_LIMIT="50"))
+    client.get("/health")
+    tasks = [{"id": n, "data": {"text": f"q {n}"}} for n in range(16)]
+    body = {"tasks": tasks, "label_config": fixture("setup.json")["body"]["schema"]}
+    results = client.post("/predict", json=body).json()["results"]
+    assert all(results)
+    assert server.max_requests_in_window(1.0) <= 8  # 50/s configured; 4/s announced
+    assert server.statuses("/ml/v1/text/chat").count(429) <= 4

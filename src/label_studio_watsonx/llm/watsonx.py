@@ -154,9 +154,33 @@ class WatsonxProvider(Provider):
                 f"{type(error).__name__}: {self._scrub(str(error))[:300]}"
             ) from None
         self._chat = self._supports_chat(inference)
+        self._follow_limit_headers(inference)
         log.info("watsonx.ai model %s ready (%s)", self._model_id,
                  "chat" if self._chat else "text generation")  # fmt: skip
         return inference
+
+    def _follow_limit_headers(self, inference: Any) -> None:
+        """Lower the limiter to the rate watsonx.ai announces (``x-requests-limit-rate``).
+
+        The SDK hides response headers from its callers, so this listens on its HTTP
+        client; an SDK without that client keeps the configured rate.
+        """
+        configured = self.settings.watsonx_rate_limit
+
+        def follow(response: Any) -> None:
+            announced = response.headers.get("x-requests-limit-rate")
+            try:
+                rate = float(announced) if announced is not None else 0.0
+            except ValueError:
+                return
+            if 0 < rate < min(configured, self.limiter.rate + 0.001) and rate != self.limiter.rate:
+                log.info("watsonx.ai announces %g requests/s; following it", rate)
+                self.limiter.set_rate(rate)
+
+        client = getattr(getattr(inference, "_client", None), "httpx_client", None)
+        hooks = getattr(client, "event_hooks", None)
+        if isinstance(hooks, dict):
+            hooks.setdefault("response", []).append(follow)
 
     def _supports_chat(self, inference: Any) -> bool:
         try:
