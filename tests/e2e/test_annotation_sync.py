@@ -115,3 +115,27 @@ def test_backfill_copies_existing_annotations_and_twice_changes_nothing(
     assert len(rows) == 5
     assert [row[1] for row in rows] == [f"a{n}" for n in range(5)]
     assert {row[3] for row in rows} == {"e2e@example.com"}
+
+
+def test_a_personal_access_token_works_too(ls_api, label_studio, tmp_path) -> None:
+    server, _ = label_studio
+    personal = ls_api.post("/api/token/", json={}).json()["token"]  # a refresh JWT
+    assert personal.count(".") == 2
+    project_id = ls_api.post(
+        "/api/projects", json={"title": "e2e personal token", "label_config": REFERENCE_CONFIG}
+    ).json()["id"]
+    ls_api.post(f"/api/projects/{project_id}/import", json=[{"text": "one"}, {"text": "two"}])
+    for task in ls_api.get("/api/tasks", params={"project": project_id}).json()["tasks"]:
+        ls_api.post(f"/api/tasks/{task['id']}/annotations", json={"result": answer("yes", 2)})
+
+    env = {"PATH": "/usr/bin:/bin", "DATA_DIR": str(tmp_path), "LLM_PROVIDER": "echo",
+           "LABEL_STUDIO_URL": server.url, "LABEL_STUDIO_API_KEY": personal}  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "label_studio_watsonx", "backfill", "--project", str(project_id)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    db = sqlite3.connect(tmp_path / "annotations.db")
+    emails = db.execute("SELECT completed_by_email FROM annotations").fetchall()
+    assert emails == [("e2e@example.com",), ("e2e@example.com",)]
+    assert personal not in run.stdout + run.stderr
