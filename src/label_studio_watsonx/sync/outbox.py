@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Sequence
-from contextlib import closing
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,16 +87,37 @@ class Outbox:
     def __init__(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.path = data_dir / "outbox.db"
-        with closing(self._connect()) as db, db:
-            db.execute("PRAGMA journal_mode=WAL")
+        self._local = threading.local()
+        # Threads of one process take turns here rather than in SQLite's busy handler,
+        # which sleeps in steps of up to 100 ms and made acknowledgements wait.
+        self._write_lock = threading.Lock()
+        with self._write() as db:
             for statement in SCHEMA:
                 db.execute(statement)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=60000")
+    def _db(self) -> sqlite3.Connection:
+        """This thread's connection (opened once per thread, not per call)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=60000")
+            self._local.db = db
         return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed (and fsynced) on leaving, rolled back on error."""
+        with self._write_lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def add(self, events: Sequence[SyncEvent]) -> int:
         """Commit events (all or none); returns how many were new. Durable on return."""
@@ -107,47 +129,37 @@ class Outbox:
              json.dumps(event.payload, ensure_ascii=False, default=str), now)
             for event in events
         ]  # fmt: skip
-        with closing(self._connect()) as db:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                before = db.total_changes
-                db.executemany(
-                    "INSERT OR IGNORE INTO pending (key, kind, annotation_id, project_id, payload,"
-                    " received_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                added = db.total_changes - before
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-        return added
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO pending (key, kind, annotation_id, project_id, payload,"
+                " received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            return db.total_changes - before
 
     def pending(self, limit: int) -> list[StoredEvent]:
-        with closing(self._connect()) as db:
-            rows = db.execute(
-                "SELECT seq, key, kind, annotation_id, project_id, payload, received_at, attempts,"
-                " last_error FROM pending ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
+        rows = self._db().execute(
+            "SELECT seq, key, kind, annotation_id, project_id, payload, received_at, attempts,"
+            " last_error FROM pending ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
         return [_stored(row) for row in rows]
 
     def done(self, events: Iterable[StoredEvent]) -> None:
         """Remove applied events; deletes leave tombstones behind."""
         events = list(events)
         now = time.time()
-        with closing(self._connect()) as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self._write() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO tombstones (annotation_id, deleted_at) VALUES (?, ?)",
                 [(event.annotation_id, now) for event in events if event.kind == "delete"],
             )
             db.executemany("DELETE FROM pending WHERE seq = ?", [(event.seq,) for event in events])
-            db.execute("COMMIT")
 
     def failed(self, event: StoredEvent, error: str) -> int:
         """Count a failed attempt at one event; returns the attempts so far."""
-        with closing(self._connect()) as db:
+        with self._write() as db:
             db.execute(
                 "UPDATE pending SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
                 (error[:2000], event.seq),
@@ -157,8 +169,7 @@ class Outbox:
 
     def bury(self, event: StoredEvent, reason: str) -> None:
         """Move an event that can never apply to the dead-letter list."""
-        with closing(self._connect()) as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO dead (seq, key, kind, annotation_id, project_id, payload,"
                 " received_at, attempts, reason, died_at)"
@@ -167,23 +178,20 @@ class Outbox:
                 (reason[:2000], time.time(), event.seq),
             )
             db.execute("DELETE FROM pending WHERE seq = ?", (event.seq,))
-            db.execute("COMMIT")
 
     def dead(self, limit: int = 1000) -> list[tuple[StoredEvent, str]]:
-        with closing(self._connect()) as db:
-            rows = db.execute(
-                "SELECT seq, key, kind, annotation_id, project_id, payload, received_at, attempts,"
-                " reason FROM dead ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
+        rows = self._db().execute(
+            "SELECT seq, key, kind, annotation_id, project_id, payload, received_at, attempts,"
+            " reason FROM dead ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
         return [(_stored(row), row[8]) for row in rows]
 
     def replay(self, seqs: Sequence[int] | None = None) -> int:
         """Move dead events (all, or those with the given numbers) back to pending."""
         where, args = ("", ()) if seqs is None else (
             f" WHERE seq IN ({','.join('?' * len(seqs))})", tuple(seqs))  # fmt: skip
-        with closing(self._connect()) as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self._write() as db:
             moved = db.execute(
                 "INSERT OR IGNORE INTO pending (key, kind, annotation_id, project_id, payload,"
                 " received_at) SELECT key || ':replay:' || seq, kind, annotation_id, project_id,"
@@ -191,29 +199,28 @@ class Outbox:
                 args,
             ).rowcount
             db.execute("DELETE FROM dead" + where, args)
-            db.execute("COMMIT")
         return moved
 
     def tombstoned(self, annotation_ids: Iterable[int]) -> set[int]:
         ids = list(set(annotation_ids))
+        db = self._db()
         found: set[int] = set()
-        with closing(self._connect()) as db:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                found.update(
-                    row[0]
-                    for row in db.execute(
-                        "SELECT annotation_id FROM tombstones WHERE annotation_id IN"
-                        f" ({','.join('?' * len(chunk))})",
-                        chunk,
-                    )
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            found.update(
+                row[0]
+                for row in db.execute(
+                    "SELECT annotation_id FROM tombstones WHERE annotation_id IN"
+                    f" ({','.join('?' * len(chunk))})",
+                    chunk,
                 )
+            )
         return found
 
     def record_flush(self, error: str | None) -> None:
         """Remember the outcome of the last flush, for every worker's ``/health``."""
         now = time.time()
-        with closing(self._connect()) as db:
+        with self._write() as db:
             if error is None:
                 db.execute(
                     "INSERT INTO flusher_status (id, last_success_at) VALUES (1, ?)"
@@ -231,12 +238,12 @@ class Outbox:
 
     def status(self) -> dict[str, object]:
         """Backlog, dead letters and the last engine error."""
-        with closing(self._connect()) as db:
-            pending = db.execute("SELECT count(*) FROM pending").fetchone()[0]
-            dead = db.execute("SELECT count(*) FROM dead").fetchone()[0]
-            row = db.execute(
-                "SELECT last_error, last_error_at, last_success_at FROM flusher_status WHERE id = 1"
-            ).fetchone()
+        db = self._db()
+        pending = db.execute("SELECT count(*) FROM pending").fetchone()[0]
+        dead = db.execute("SELECT count(*) FROM dead").fetchone()[0]
+        row = db.execute(
+            "SELECT last_error, last_error_at, last_success_at FROM flusher_status WHERE id = 1"
+        ).fetchone()
         last_error, error_at, success_at = row or (None, None, None)
         return {
             "pending": pending,
@@ -250,17 +257,16 @@ class Outbox:
         ids = list(set(user_ids))
         if not ids:
             return {}
-        with closing(self._connect()) as db:
-            rows = db.execute(
+        rows = self._db().execute(
                 "SELECT user_id, email FROM user_emails WHERE fetched_at > ? AND user_id IN"
                 f" ({','.join('?' * len(ids))})",
                 (time.time() - max_age, *ids),
-            ).fetchall()
+        ).fetchall()
         return dict(rows)
 
     def remember_emails(self, emails: dict[int, str | None]) -> None:
         now = time.time()
-        with closing(self._connect()) as db:
+        with self._write() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO user_emails (user_id, email, fetched_at) VALUES (?, ?, ?)",
                 [(user_id, email, now) for user_id, email in emails.items()],
