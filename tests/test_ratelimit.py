@@ -31,7 +31,7 @@ def test_no_one_second_window_holds_more_than_the_rate() -> None:
         list(pool.map(call, range(60)))
     elapsed = time.monotonic() - started
     assert most_in_one_second(sent) <= 20
-    assert 2.0 <= elapsed < 4.0  # 60 calls at 20/s: the limit, not much slower
+    assert 2.0 <= elapsed < 8.0  # 60 calls at 20/s: held to the limit, not stalled
 
 
 def test_deadline_and_pause() -> None:

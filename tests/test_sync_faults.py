@@ -66,8 +66,15 @@ def test_sigkill_mid_flush_then_restart_loses_and_doubles_nothing(tmp_path) -> N
     env = {"LLM_PROVIDER": "echo", "SYNC_BATCH_SIZE": "20"}
     service = service_process(tmp_path, **env)
     service.start("/health", timeout=60)
-    with httpx.Client(timeout=30) as client:
-        assert send(service.url, range(1, 1501), client) == 1500
+    with httpx.Client(timeout=60) as client:
+        for start in (1, 501, 1001):  # three bulk bodies: 1,500 events queued at once
+            annotations = [created(n, task_id=n, result=[textarea("response", f"answer {n}")])
+                           for n in range(start, start + 500)]  # fmt: skip
+            body = {"action": "ANNOTATIONS_CREATED", "project": annotations[0]["project"],
+                    "annotation": [a["annotation"] for a in annotations],
+                    "task": [a["task"] for a in annotations]}  # fmt: skip
+            response = client.post(service.url + "/data/upload", json=body)
+            assert response.status_code == 200 and response.json()["new"] == 500
     deadline = time.monotonic() + 60
     while count_rows(service)[0] == 0 and time.monotonic() < deadline:
         time.sleep(0.005)
