@@ -56,10 +56,37 @@ class Engine(ABC):
     """
 
     name = "engine"
+    sql_types: dict[str, str] = {}
+    _known: set[str] = frozenset()  # type: ignore[assignment]
 
-    @abstractmethod
     def ensure_columns(self, columns: Sequence[Column]) -> None:
         """Create the table if missing and add any missing column."""
+        if all(column.name in self._known for column in columns):
+            return
+        existing = set(self._column_names())
+        if not existing:
+            self._create_table(columns)
+            existing = set(self._column_names())
+        for column in columns:
+            if column.name not in existing:
+                self._add_column(column)
+                existing.add(column.name)
+        self._known = existing
+
+    def _definition(self, column: Column) -> str:
+        return f"{quote_identifier(column.name)} {self.sql_types[column.type]}"
+
+    @abstractmethod
+    def _column_names(self) -> list[str]:
+        """The table's columns; empty when the table does not exist."""
+
+    @abstractmethod
+    def _create_table(self, columns: Sequence[Column]) -> None:
+        """Create the table (and whatever holds it) with these columns."""
+
+    @abstractmethod
+    def _add_column(self, column: Column) -> None:
+        """Add one column to the table."""
 
     @abstractmethod
     def apply(self, upserts: Sequence[dict], deletes: Sequence[int]) -> None:

@@ -76,6 +76,7 @@ class PrestoEngine(Engine):
     """One Iceberg table in a watsonx.data catalog, reached over HTTPS with Basic auth."""
 
     name = "presto"
+    sql_types = SQL_TYPES
 
     def __init__(
         self,
@@ -98,7 +99,6 @@ class PrestoEngine(Engine):
         self.table = table
         self.verify = verify
         self.http_scheme = http_scheme
-        self._columns: list[str] = []
         self._local = threading.local()
 
     @classmethod
@@ -197,28 +197,15 @@ class PrestoEngine(Engine):
 
     # -- schema --------------------------------------------------------------------
 
-    def ensure_columns(self, columns: Sequence[Column]) -> None:
-        missing = [column for column in columns if column.name not in self._columns]
-        if not missing:
-            return
-        existing = self._existing_columns()
-        if not existing:
-            self._ensure_schema()
-            definitions = ", ".join(
-                f"{quote_identifier(column.name)} {SQL_TYPES[column.type]}" for column in columns
-            )
-            self.run(f"CREATE TABLE IF NOT EXISTS {self.qualified_table} ({definitions})")
-            existing = self._existing_columns()
-        for column in columns:
-            if column.name not in existing:
-                self.run(
-                    f"ALTER TABLE {self.qualified_table} ADD COLUMN "
-                    f"{quote_identifier(column.name)} {SQL_TYPES[column.type]}"
-                )
-                existing.append(column.name)
-        self._columns = existing
+    def _create_table(self, columns: Sequence[Column]) -> None:
+        self._ensure_schema()
+        definitions = ", ".join(self._definition(column) for column in columns)
+        self.run(f"CREATE TABLE IF NOT EXISTS {self.qualified_table} ({definitions})")
 
-    def _existing_columns(self) -> list[str]:
+    def _add_column(self, column: Column) -> None:
+        self.run(f"ALTER TABLE {self.qualified_table} ADD COLUMN {self._definition(column)}")
+
+    def _column_names(self) -> list[str]:
         rows = self.run(
             f"SELECT column_name FROM {quote_identifier(self.catalog)}.information_schema.columns"
             " WHERE table_schema = ? AND table_name = ?",

@@ -26,11 +26,11 @@ class SQLiteEngine(Engine):
     """One table in one SQLite file; timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff`` UTC text."""
 
     name = "sqlite"
+    sql_types = SQL_TYPES
 
     def __init__(self, path: Path, table: str) -> None:
         self.path = path
         self.table = table
-        self._columns: set[str] = set()
 
     def describe(self) -> str:
         return f"sqlite {self.path} table {self.table}"
@@ -42,32 +42,26 @@ class SQLiteEngine(Engine):
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
-    def ensure_columns(self, columns: Sequence[Column]) -> None:
-        wanted = [column for column in columns if column.name not in self._columns]
-        if not wanted:
-            return
+    def _column_names(self) -> list[str]:
         table = quote_identifier(self.table)
+        return [row[1] for row in self._run(f"PRAGMA table_info({table})")]
+
+    def _create_table(self, columns: Sequence[Column]) -> None:
+        definitions = ", ".join(
+            self._definition(column) + (" PRIMARY KEY" if column.name == "annotation_id" else "")
+            for column in columns
+        )
+        self._run(f"CREATE TABLE IF NOT EXISTS {quote_identifier(self.table)} ({definitions})")
+
+    def _add_column(self, column: Column) -> None:
+        self._run(f"ALTER TABLE {quote_identifier(self.table)} ADD COLUMN {self._definition(column)}")
+
+    def _run(self, sql: str) -> list[tuple]:
         try:
             with closing(self._connect()) as db:
-                existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-                if not existing:
-                    definitions = ", ".join(
-                        f"{quote_identifier(c.name)} {SQL_TYPES[c.type]}"
-                        + (" PRIMARY KEY" if c.name == "annotation_id" else "")
-                        for c in columns
-                    )
-                    db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({definitions})")
-                    existing = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-                for column in columns:
-                    if column.name not in existing:
-                        db.execute(
-                            f"ALTER TABLE {table} ADD COLUMN "
-                            f"{quote_identifier(column.name)} {SQL_TYPES[column.type]}"
-                        )
-                        existing.add(column.name)
-        except sqlite3.OperationalError as error:
+                return db.execute(sql).fetchall()
+        except sqlite3.Error as error:
             raise _classify(error) from error
-        self._columns = existing
 
     def apply(self, upserts: Sequence[dict], deletes: Sequence[int]) -> None:
         table = quote_identifier(self.table)
