@@ -158,6 +158,20 @@ def test_choices_answer_is_one_of_the_allowed_labels(make_client) -> None:
     assert second == {"response", "prompt"}
 
 
+def test_an_answer_naming_no_label_costs_one_call_when_the_model_cannot_be_constrained(make_client):
+    from label_studio_watsonx import metrics
+
+    def calls() -> float:
+        return sum(s.value for f in metrics.LLM_CALLS.collect() for s in f.samples
+                   if s.name.endswith("_total"))  # fmt: skip
+
+    client = make_client(DEFAULT_PROMPT="Sentiment of: {review}", LLM_CACHE="off")
+    body = {"tasks": [{"id": 2, "data": {"review": "meh"}}], "label_config": CHOICES_CONFIG}
+    before = calls()
+    assert client.post("/predict", json=body).status_code == 200
+    assert calls() == before + 1
+
+
 @pytest.mark.parametrize(
     ("send", "status", "needle"),
     [
@@ -244,7 +258,7 @@ def test_extra_params_from_setup_override_generation_per_project(make_client) ->
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [({"max_tokens": 5}, "extra_params.max_tokens"), ({"temperature": 9}, "temperature"),
-     ({"stop_sequences": "x"}, "stop_sequences"), ("{not json", "JSON object")],
+     ({"stop_sequences": [1]}, "stop_sequences"), ("{not json", "JSON object")],
 )  # fmt: skip
 def test_unusable_extra_params_get_a_4xx_naming_them(make_client, extra, needle) -> None:
     response = replay(make_client(), "setup.json", extra_params=extra)

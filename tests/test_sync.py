@@ -249,6 +249,42 @@ def test_quote_identifier_is_the_only_way_in() -> None:
     for bad in ("", "x" * 129, "a\x00b", "a\nb"):
         with pytest.raises(EngineError):
             quote_identifier(bad)
-    assert column_name("Response") == "response"
+    assert column_name("response") == "response"
+    assert column_name("Note") != column_name("note")  # capitals count
+    assert column_name("text", "data_") != column_name("data_text")  # a tag never takes a data column
     assert column_name("a-b") != column_name("a_b")
     assert column_name("1st").startswith("c_1st")
+
+
+def test_a_new_annotation_reusing_a_deleted_id_lands(synced) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    client, rows, _ = synced
+    post(client, created(12, result=[textarea("response", "old")]))
+    post(client, deleted(12))
+    assert rows() == []
+    later = (datetime.now(UTC) + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")
+    post(client, created(12, created_at=later, updated_at=later, result=[textarea("response", "new")]))
+    assert [row["response"] for row in rows()] == ["new"]
+
+
+def test_a_refused_event_is_retried_with_backoff_and_shown_in_health(synced) -> None:
+    import time
+
+    client, rows, data_dir = synced
+    post(client, created(70))
+    rows()
+    db = sqlite3.connect(data_dir / "annotations.db")
+    db.execute("CREATE TRIGGER refuse BEFORE INSERT ON annotations WHEN NEW.annotation_id = 77"
+               " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")  # fmt: skip
+    db.commit()
+    db.close()
+    post(client, created(77))
+    time.sleep(1.5)
+    status = client.app.state.sync.outbox.status()
+    assert status["dead"] == 0 and status["pending"] == 1  # not five attempts in a second
+    assert "refused by a trigger" in client.get("/health").json()["sync"]["last_error"]
+    deadline = time.monotonic() + 60
+    while client.app.state.sync.outbox.status()["dead"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.app.state.sync.outbox.status()["dead"] == 1

@@ -179,9 +179,9 @@ def create_app(
             return JSONResponse({"error": reason, "results": outcome.results()}, 422)
         return {"results": outcome.results(), "model_version": outcome.model_version}
 
-    def accept(event: WebhookEvent, request: Request) -> dict[str, Any]:
+    def accept(event: WebhookEvent, request: Request, signed: bool = True) -> dict[str, Any]:
         body = event.model_dump()
-        accepted = sync.accept(body)
+        accepted = sync.accept(body) if signed else {"events": 0, "new": 0}
         project = body.get("project")
         request.state.log_fields = {
             "action": event.action,
@@ -193,7 +193,9 @@ def create_app(
 
     @app.post("/webhook", summary="Events Label Studio sends to a connected model")
     def webhook(event: WebhookEvent, request: Request) -> dict[str, Any]:
-        return accept(event, request)
+        # With a webhook secret, only signed events reach the table: Label Studio's own
+        # model webhook carries no secret, and /data/upload receives the same events.
+        return accept(event, request, signed=webhook_signed(settings, request.headers))
 
     @app.post("/data/upload", summary="Label Studio annotation webhooks, mirrored to the table")
     def data_upload(event: WebhookEvent, request: Request) -> dict[str, Any]:
@@ -218,6 +220,15 @@ def create_app(
 
     app.add_middleware(ServiceMiddleware, settings=settings)
     return app
+
+
+def webhook_signed(settings: Settings, headers: Any) -> bool:
+    """True without a webhook secret, or when the request carries it (constant time)."""
+    if not settings.webhook_secret:
+        return True
+    given = headers.get(settings.webhook_secret_header.lower(), "") or ""
+    return secrets.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                  settings.webhook_secret.encode("utf-8"))  # fmt: skip
 
 
 def _extra_params(value: dict[str, Any] | str | None) -> dict[str, Any]:
@@ -275,8 +286,6 @@ class ServiceMiddleware:
     def __init__(self, app: Callable, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self._webhook_secret = (settings.webhook_secret or "").encode("utf-8") or None
-        self._webhook_header = settings.webhook_secret_header.lower().encode("latin-1")
         self._expected: tuple[bytes, bytes] | None = None
         if settings.auth_enabled:
             self._expected = (
@@ -345,10 +354,11 @@ class ServiceMiddleware:
 
     def _signed(self, scope: Scope) -> bool:
         """The webhook secret header, where one is configured, on ``/data/upload``."""
-        if self._webhook_secret is None or scope.get("path") != "/data/upload":
+        if scope.get("path") != "/data/upload":
             return True
-        given = dict(scope.get("headers") or ()).get(self._webhook_header, b"")
-        return secrets.compare_digest(given, self._webhook_secret)
+        headers = {key.decode("latin-1"): value.decode("latin-1")
+                   for key, value in scope.get("headers") or ()}  # fmt: skip
+        return webhook_signed(self.settings, headers)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The whole body, or None when it passes the size cap."""

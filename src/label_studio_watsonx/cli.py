@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     outbox = commands.add_parser("outbox", help="list pending and dead sync events; replay dead ones")
     outbox.add_argument("action", nargs="?", choices=("list", "replay", "flush"), default="list",
                         help="list (default); replay dead events; flush pending events now")
-    outbox.add_argument("--seq", type=int, nargs="*", help="replay only these event numbers")
+    outbox.add_argument("--seq", type=int, nargs="+", help="replay only these event numbers")
     backfill = commands.add_parser(
         "backfill", help="copy every existing annotation of a project into the table")
     backfill.add_argument("--project", type=int, required=True, help="Label Studio project id")
@@ -113,8 +113,9 @@ def outbox_command(settings: Settings, action: str, seqs: list[int] | None) -> i
     sync = Sync(settings)
     if action == "replay":
         moved = sync.outbox.replay(seqs or None)
-        print(f"{moved} dead event(s) back in the queue; the running service applies them")
-        return 0
+        print(f"{moved} dead event(s) back in the queue; a running service applies them, "
+              "or run `label-studio-watsonx outbox flush`")  # fmt: skip
+        return 0 if moved or not seqs else 1
     if action == "flush":
         emptied = sync.flusher.drain(timeout=600)
         status = sync.outbox.status()

@@ -260,41 +260,25 @@ class Predictor:
         project_id: int | None,
         deadline: float,
     ) -> tuple[str, list[str]]:
+        """The free answer and the chosen labels: one LLM call, two where the answer
+        names no label and the provider can be held to the labels."""
         choices = plan.choices
-        if plan.response is not None:
-            completion = self._call(
-                project_id, outcome, self.provider.complete, prompt.text, params, deadline
-            )
-            if choices is None:
-                return completion.text, []
-            labels = match_labels(completion.text, choices.labels, choices.multiple)
-            if not labels:
-                labels = self._choose(choices, prompt, params, outcome, project_id, deadline)
-            return completion.text, labels
+        if plan.response is None and choices is not None and self.provider.can_choose:
+            constrained = self._call(project_id, outcome, self.provider.choose, prompt.text,
+                                     choices.labels, choices.multiple, params, deadline)  # fmt: skip
+            return "", constrained.labels
 
-        assert choices is not None  # plan_predictions guarantees a response or choices
-        labels = self._choose(choices, prompt, params, outcome, project_id, deadline)
-        return "", labels
-
-    def _choose(
-        self,
-        choices: ControlTag,
-        prompt: Prompt,
-        params: GenerationParams,
-        outcome: TaskOutcome,
-        project_id: int | None,
-        deadline: float,
-    ) -> list[str]:
-        constrained = self._call(
-            project_id, outcome, self.provider.choose, prompt.text, choices.labels,
-            choices.multiple, params, deadline,
-        )  # fmt: skip
-        if constrained is not None:
-            return constrained.labels
         completion = self._call(
             project_id, outcome, self.provider.complete, prompt.text, params, deadline
         )
-        return match_labels(completion.text, choices.labels, choices.multiple)
+        if choices is None:
+            return completion.text, []
+        labels = match_labels(completion.text, choices.labels, choices.multiple)
+        if not labels and plan.response is not None and self.provider.can_choose:
+            constrained = self._call(project_id, outcome, self.provider.choose, prompt.text,
+                                     choices.labels, choices.multiple, params, deadline)  # fmt: skip
+            labels = constrained.labels
+        return (completion.text if plan.response is not None else ""), labels
 
     def _call(self, project_id: int | None, outcome: TaskOutcome, method, *args) -> Completion:
         provider, model = self.provider.name, self.provider.model_id
@@ -306,7 +290,6 @@ class Predictor:
             cached = self.cache.get(key)
             metrics.CACHE.labels("hit" if cached else "miss").inc()
             if cached is not None:
-                outcome.completions.append(cached)
                 outcome.cached += 1
                 return cached
         started = time.perf_counter()

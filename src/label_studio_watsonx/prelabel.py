@@ -40,6 +40,7 @@ class PrelabelReport:
     output_tokens: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    filtered: bool = False
 
     def summary(self) -> str:
         lines = [
@@ -51,6 +52,8 @@ class PrelabelReport:
         ]
         for reason, count in self.reasons.most_common(10):
             lines.append(f"  failed x{count}: {reason}")
+        if self.filtered and not self.total:
+            lines.append("no task of the project matched --filter (task ids are global)")
         if self.interrupted:
             lines.append("interrupted: run the same command again to finish")
         return "\n".join(lines)
@@ -74,7 +77,7 @@ def prelabel(
     label_config = project["label_config"]
     plan = predictor.plan(label_config)
     version = predictor.model_version(project_id, default_prompt=prompt)
-    report = PrelabelReport(model_version=version)
+    report = PrelabelReport(model_version=version, filtered=bool(task_ids))
     wanted = set(task_ids) if task_ids else None
 
     todo = []

@@ -23,6 +23,7 @@ class Progress:
         self.started = time.monotonic()
         self.every = 0.1 if self.stream.isatty() else every
         self._shown = 0.0
+        self._drawn = -1
 
     def advance(self, count: int = 1) -> None:
         self.done += count
@@ -32,7 +33,8 @@ class Progress:
             self._draw(end="\r" if self.stream.isatty() else "\n")
 
     def finish(self) -> None:
-        self._draw(end="\n")
+        if self._drawn != self.done or self.stream.isatty():
+            self._draw(end="\n")
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -46,6 +48,7 @@ class Progress:
         return f"{self.label} {self.done} {rate:.1f}/s, {_clock(elapsed)} elapsed"
 
     def _draw(self, end: str) -> None:
+        self._drawn = self.done
         self.stream.write(self.line() + end)
         self.stream.flush()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,8 +66,9 @@ class GenerationParams:
         changes: dict[str, object] = {}
         for key, value in overrides.items():
             if key == "stop_sequences":
+                value = [value] if isinstance(value, str) else value
                 if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                    raise ValueError("extra_params.stop_sequences must be a list of strings")
+                    raise ValueError("extra_params.stop_sequences must be a string or a list of them")
                 changes[key] = tuple(value)
                 continue
             if key not in limits:
@@ -222,7 +224,7 @@ class Settings:
             basic_auth_pass=password,
             max_body_bytes=reader.integer("MAX_BODY_BYTES", 10 * 1024 * 1024, 1024, 2**31),
             webhook_secret=reader.text("WEBHOOK_SECRET"),
-            webhook_secret_header=reader.text("WEBHOOK_SECRET_HEADER") or "X-Webhook-Secret",
+            webhook_secret_header=reader.header_name("WEBHOOK_SECRET_HEADER") or "X-Webhook-Secret",
             data_dir=Path(reader.text("DATA_DIR") or "data"),
             label_studio_url=reader.url("LABEL_STUDIO_URL"),
             label_studio_api_key=reader.text("LABEL_STUDIO_API_KEY"),
@@ -350,6 +352,14 @@ class _Reader:
             return value.rstrip("/")
 
         return self._parsed(name, None, "an http:// or https:// address", parse)
+
+    def header_name(self, name: str) -> str | None:
+        def parse(value: str) -> str:
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", value):
+                raise ValueError
+            return value
+
+        return self._parsed(name, None, "an HTTP header name (letters, digits, '-')", parse)
 
     def https_url(self, name: str) -> str | None:
         def parse(value: str) -> str:

@@ -37,6 +37,7 @@ class Provider(ABC):
 
     name: str = "provider"
     max_concurrency: int = 1
+    can_choose: bool = False  # True where ``choose`` constrains the model
 
     @property
     @abstractmethod

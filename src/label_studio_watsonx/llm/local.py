@@ -60,6 +60,7 @@ def bundled_model_path() -> Path | None:
 class LocalProvider(Provider):
     name = "local"
     max_concurrency = 1
+    can_choose = True
 
     def __init__(
         self, model_path: Path | None = None, context_size: int = 4096, threads: int = 1

@@ -16,12 +16,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC
 from pathlib import Path
 
 from ..errors import LabelStudioWatsonxError
 from .engines import Engine, EngineError, TransientEngineError
 from .outbox import Outbox, StoredEvent
-from .rows import annotation_row, columns_for
+from .rows import annotation_row, columns_for, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Flusher:
         self.max_backoff = max_backoff
         self.emails = emails or (lambda ids: {})
         self.wake = threading.Event()
+        self.refused: str | None = None  # why the engine refused an event in the last flush
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -59,6 +61,7 @@ class Flusher:
 
         Raises ``TransientEngineError`` when the engine cannot be reached.
         """
+        self.refused = None
         batch = self.outbox.pending(self.batch_size)
         if not batch:
             return 0
@@ -90,6 +93,7 @@ class Flusher:
         return applied
 
     def _count_failure(self, event: StoredEvent, error: str) -> None:
+        self.refused = f"annotation {event.annotation_id}: {error}"
         attempts = self.outbox.failed(event, error)
         log.warning("event %d (annotation %d) failed attempt %d: %s",
                     event.seq, event.annotation_id, attempts, error)  # fmt: skip
@@ -115,10 +119,11 @@ class Flusher:
             if event.kind == "delete":
                 rows.pop(event.annotation_id, None)
                 deletes.append(event.annotation_id)
-                tombstoned.add(event.annotation_id)
+                tombstoned[event.annotation_id] = event.received_at
                 continue
-            if event.annotation_id in tombstoned:
-                continue  # a late copy of an annotation already deleted
+            if _deleted_before(event, tombstoned.get(event.annotation_id)):
+                log.info("dropped a late copy of deleted annotation %d", event.annotation_id)
+                continue
             try:
                 row, needed = self._row(event, emails)
             except (LabelStudioWatsonxError, KeyError, TypeError, ValueError) as error:
@@ -179,6 +184,10 @@ class Flusher:
         while not self._stop.is_set():
             try:
                 applied = self.flush_once()
+                if self.refused and not applied:
+                    # The engine refused what is at the head of the queue: wait before the
+                    # next attempt, as when it is down, so attempts are spread out.
+                    raise EngineError(self.refused)
             except Exception as error:  # the engine down, or anything else: keep the events
                 failures += 1
                 delay = min(self.max_backoff, 0.5 * 2 ** min(failures - 1, 16))
@@ -226,6 +235,20 @@ class Flusher:
                 if self.outbox.pending(1):
                     time.sleep(0.05)
         return not self.outbox.pending(1)
+
+
+def _deleted_before(event: StoredEvent, deleted_at: float | None) -> bool:
+    """True for a copy of an annotation made before its id was deleted.
+
+    Label Studio on SQLite can give a new annotation the id of a deleted one; that
+    one was created after the delete arrived and must land.
+    """
+    if deleted_at is None:
+        return False
+    created = parse_time(event.payload["annotation"].get("created_at"))
+    if created is None:
+        return True
+    return created.replace(tzinfo=UTC).timestamp() <= deleted_at
 
 
 def _newer_or_same(row: dict, older: dict) -> bool:

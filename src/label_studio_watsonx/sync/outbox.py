@@ -147,14 +147,14 @@ class Outbox:
         return [_stored(row) for row in rows]
 
     def done(self, events: Iterable[StoredEvent]) -> None:
-        """Remove applied events; deletes leave tombstones behind."""
+        """Remove applied events; deletes leave tombstones (with when they arrived)."""
         events = list(events)
-        now = time.time()
         with self._write() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO tombstones (annotation_id, deleted_at) VALUES (?, ?)",
-                [(event.annotation_id, now) for event in events if event.kind == "delete"],
-            )
+                "INSERT OR REPLACE INTO tombstones (annotation_id, deleted_at) VALUES (?, ?)",
+                [(event.annotation_id, event.received_at) for event in events
+                 if event.kind == "delete"],
+            )  # fmt: skip
             db.executemany("DELETE FROM pending WHERE seq = ?", [(event.seq,) for event in events])
 
     def failed(self, event: StoredEvent, error: str) -> int:
@@ -201,19 +201,19 @@ class Outbox:
             db.execute("DELETE FROM dead" + where, args)
         return moved
 
-    def tombstoned(self, annotation_ids: Iterable[int]) -> set[int]:
+    def tombstoned(self, annotation_ids: Iterable[int]) -> dict[int, float]:
+        """Deleted ids among these, each with when its delete arrived (Unix time)."""
         ids = list(set(annotation_ids))
         db = self._db()
-        found: set[int] = set()
+        found: dict[int, float] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             found.update(
-                row[0]
-                for row in db.execute(
-                    "SELECT annotation_id FROM tombstones WHERE annotation_id IN"
+                db.execute(
+                    "SELECT annotation_id, deleted_at FROM tombstones WHERE annotation_id IN"
                     f" ({','.join('?' * len(chunk))})",
                     chunk,
-                )
+                ).fetchall()
             )
         return found
 

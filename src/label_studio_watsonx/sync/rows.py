@@ -40,18 +40,19 @@ _UNSAFE = re.compile(r"[^a-z0-9_]+")
 def column_name(raw: str, prefix: str = "") -> str:
     """A safe, stable column name for a tag name or data key.
 
-    Lower-case letters, digits and underscores are kept; anything else becomes
-    ``_`` and, so that two different names never meet, a short hash of the
-    original is appended. Names that would clash with a fixed column get ``_tag``.
+    Lower-case letters, digits and underscores are kept; anything else (capitals
+    too) becomes lower case or ``_`` and, so that two different names never meet,
+    a short hash of the original is appended. A tag named like a fixed column, or
+    starting with ``data_``, gets ``_tag``.
     """
-    lowered = (prefix + raw).lower()
-    cleaned = _UNSAFE.sub("_", lowered).strip("_")[:56] or "c"
+    wanted = prefix + raw
+    cleaned = _UNSAFE.sub("_", wanted.lower()).strip("_")[:56] or "c"
     if cleaned[0].isdigit():
         cleaned = "c_" + cleaned
-    if cleaned != lowered:
-        cleaned += "_" + hashlib.sha1(raw.encode("utf-8")).hexdigest()[:6]
-    if cleaned in FIXED_NAMES:
-        cleaned += "_tag"
+    if cleaned != wanted:
+        cleaned += "_" + hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    if not prefix and (cleaned in FIXED_NAMES or cleaned.startswith("data_")):
+        cleaned += "_tag"  # fixed columns and data_ columns keep their names
     return cleaned
 
 
