@@ -77,13 +77,6 @@ def load(url: str, body: dict, total: int, clients: int = 4) -> tuple[list[float
     return sorted(latencies), len(latencies) / (time.perf_counter() - started)
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def measure() -> dict[str, float]:
     figures: dict[str, float] = {}
     body = fixture("predict_single_task_fetch.json")["body"]
@@ -148,7 +141,7 @@ def measure() -> dict[str, float]:
                     seconds += time.perf_counter() - started
                 produced = _output_tokens(client, local.url) - before
             figures["service_tokens_s"] = produced / seconds
-            figures["rss_mb"] = rss_mb(local.process.pid)
+            figures["rss_mb"] = local.rss_mb()
         finally:
             local.stop()
     figures["tokens_ratio"] = figures["service_tokens_s"] / figures["direct_tokens_s"]

@@ -77,6 +77,15 @@ class ServerProcess:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def rss_mb(self) -> float:
+        """Resident memory of the server's main process, in MB (0 when it is gone)."""
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except (AttributeError, OSError):
+            return 0.0
+        line = next((row for row in status.splitlines() if row.startswith("VmRSS:")), "")
+        return int(line.split()[1]) / 1024 if line else 0.0
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -51,13 +51,6 @@ def test_two_workers_serve_with_basic_auth_and_shared_metrics(tmp_path) -> None:
         server.stop()
 
 
-def rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def test_predicting_1000_tasks_again_and_again_does_not_grow_memory(tmp_path) -> None:
     server = service_process(tmp_path, LLM_PROVIDER="echo", LOG_LEVEL="WARNING")
     server.start("/health", timeout=60)
@@ -69,7 +62,7 @@ def test_predicting_1000_tasks_again_and_again_does_not_grow_memory(tmp_path) ->
             for _ in range(8):
                 response = client.post("/predict", json=body)
                 assert response.status_code == 200 and len(response.json()["results"]) == 1000
-                sizes.append(rss_mb(server.process.pid))
+                sizes.append(server.rss_mb())
         # The first rounds warm caches up; after that the size stays put.
         assert sizes[-1] - sizes[2] < 15, sizes
     finally:

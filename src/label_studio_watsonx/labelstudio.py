@@ -102,6 +102,3 @@ class LabelStudio:
             if len(tasks) < page_size:
                 return
             page += 1
-
-    def annotations(self, task_id: int) -> list[dict]:
-        return self.request("GET", f"/api/tasks/{int(task_id)}/annotations")

@@ -217,21 +217,13 @@ class WatsonxProvider(Provider):
         return ProviderError(f"watsonx.ai: {kind}: {text[:300]}")
 
     def _offered_models(self) -> list[str]:
+        """The endpoint's models, for when the SDK's message does not list them."""
         try:
             from ibm_watsonx_ai.foundation_models import get_model_specs
 
             specs = get_model_specs(url=self.settings.watsonx_url, verify=self.settings.watsonx_verify)
-        except Exception:
-            try:
-                import httpx
-
-                specs = httpx.get(
-                    self.settings.watsonx_url + "/ml/v1/foundation_model_specs",
-                    params={"version": "2024-05-01", "limit": 200},
-                    verify=self.settings.watsonx_verify, timeout=10,
-                ).json()  # fmt: skip
-            except Exception:
-                return []
+        except Exception:  # the list is a courtesy: the error stands without it
+            return []
         return sorted(
             item.get("model_id", "") for item in specs.get("resources", [])
             if not any(stage.get("id") == "withdrawn" for stage in item.get("lifecycle", []))
